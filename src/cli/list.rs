@@ -1,0 +1,90 @@
+//! `lifeboat list`: the complete backups, oldest first. Id directories without a manifest are
+//! not backups and are only mentioned, never listed as one.
+
+use std::path::Path;
+
+use super::{KindArg, Output, human_bytes};
+
+/// Arguments of `list`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Which kind of backup.
+    #[arg(long, value_enum, default_value_t = KindArg::Etcd)]
+    pub kind: KindArg,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+/// Runs `list`.
+pub async fn run(config: &Path, args: Args) -> anyhow::Result<()> {
+    let cfg = super::load_config(config)?;
+    let store = super::open_store(&cfg)?;
+    let kind = args.kind.into();
+    let listing = store.list(&cfg.cluster, kind).await?;
+    if args.output == Output::Json {
+        let json = serde_json::json!({
+            "cluster": cfg.cluster,
+            "kind": kind,
+            "store": store.url(),
+            "backups": listing.complete,
+            "incomplete": listing.incomplete.iter().map(|i| serde_json::json!({
+                "id": i.id, "objects": i.objects, "newest_object": i.newest,
+            })).collect::<Vec<_>>(),
+            "unreadable": listing.unreadable.iter().map(|(id, reason)| serde_json::json!({
+                "id": id, "reason": reason,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(());
+    }
+    if listing.complete.is_empty() {
+        println!(
+            "No complete {kind} backups of cluster {} in {}.",
+            cfg.cluster,
+            store.url()
+        );
+    } else {
+        println!(
+            "{:<22} {:<20} {:>9} {:>9} {:>10} {:<8} ENCRYPTION",
+            "ID", "STARTED (UTC)", "SNAPSHOT", "STORED", "REVISION", "ETCD"
+        );
+        for m in &listing.complete {
+            let (revision, version) = m
+                .etcd
+                .as_ref()
+                .map(|e| (e.revision.to_string(), e.server_version.clone()))
+                .unwrap_or_else(|| ("-".into(), "-".into()));
+            let encryption = match m.payload.encryption.recipients.len() {
+                _ if !m.payload.encryption.is_encrypted() => "NONE".to_string(),
+                1 => "age, 1 recipient".to_string(),
+                n => format!("age, {n} recipients"),
+            };
+            println!(
+                "{:<22} {:<20} {:>9} {:>9} {:>10} {:<8} {}",
+                m.id.as_str(),
+                m.started_at.format("%Y-%m-%d %H:%M:%S"),
+                human_bytes(m.payload.plain_size),
+                human_bytes(m.payload.stored_size),
+                revision,
+                version,
+                encryption
+            );
+        }
+    }
+    if !listing.incomplete.is_empty() {
+        eprintln!(
+            "Not listed: {} id director{} without a manifest (a run in progress or one that failed); they are not backups.",
+            listing.incomplete.len(),
+            if listing.incomplete.len() == 1 {
+                "y"
+            } else {
+                "ies"
+            }
+        );
+    }
+    for (id, reason) in &listing.unreadable {
+        eprintln!("Not listed: {id}: {reason}");
+    }
+    Ok(())
+}

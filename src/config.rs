@@ -1,0 +1,605 @@
+//! The configuration file: serde structs that mirror the YAML (every field documented here is
+//! the reference), defaults, and validation into a runtime [`Config`] that cannot be invalid.
+//! Errors name the file, line and column, the field, and what to do.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use thiserror::Error;
+use url::Url;
+
+/// Where the configuration is read from when neither `--config` nor `LIFEBOAT_CONFIG` is given.
+pub const DEFAULT_PATH: &str = "/etc/lifeboat/lifeboat.yaml";
+
+/// Why the configuration could not be used.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(
+        "could not read the config file {path}: {source}; pass --config FILE or set LIFEBOAT_CONFIG"
+    )]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: u64,
+        column: u64,
+        message: String,
+    },
+    #[error("{path}:{line}:{column}: {field}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: u64,
+        column: u64,
+        field: String,
+        message: String,
+    },
+    #[error("{path}: {field}: {message}")]
+    Missing {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file as written. These doc comments are the reference for every field.
+// ---------------------------------------------------------------------------------------------
+
+/// The top level of lifeboat.yaml.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    /// Names the cluster in every object key and manifest: lower-case letters, digits and `-`,
+    /// at most 63 characters.
+    cluster: Spanned<String>,
+    /// Where backups are stored.
+    storage: RawStorage,
+    /// How backups are encrypted. Required: lifeboat refuses to run without recipients unless
+    /// `allow_unencrypted: true` is set.
+    encryption: Option<RawEncryption>,
+    /// How backups are compressed.
+    #[serde(default)]
+    compression: RawCompression,
+    /// The etcd cluster to snapshot. Needed by `backup etcd`.
+    etcd: Option<RawEtcd>,
+}
+
+/// `storage:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    /// `s3://bucket/optional/prefix` or `file:///absolute/path`.
+    url: Spanned<String>,
+    /// Settings for S3-compatible stores. Credentials come from the standard AWS environment
+    /// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, web identity, instance
+    /// metadata) unless the two `*_file` fields are set.
+    #[serde(default)]
+    s3: RawS3,
+    /// Size of each multipart upload part in MiB (5 to 512). Memory use is about
+    /// `part_size_mib * upload_concurrency`.
+    #[serde(default = "default_part_size_mib")]
+    part_size_mib: Spanned<u64>,
+    /// How many parts are uploaded at once (1 to 16).
+    #[serde(default = "default_upload_concurrency")]
+    upload_concurrency: Spanned<u64>,
+    /// How long one request to the store may take, e.g. `60s`.
+    #[serde(default = "default_request_timeout")]
+    request_timeout: Spanned<String>,
+    /// How long a failing request is retried with backoff before the backup fails, e.g. `2m`.
+    #[serde(default = "default_retry_timeout")]
+    retry_timeout: Spanned<String>,
+}
+
+/// `storage.s3:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawS3 {
+    /// Endpoint of an S3-compatible server, e.g. `http://minio.backup:9000`. Empty for AWS.
+    endpoint: Option<Spanned<String>>,
+    /// Region, e.g. `us-east-1`. Defaults to AWS_REGION or `us-east-1`.
+    region: Option<String>,
+    /// Allow plain-http endpoints (only for servers inside a trusted network).
+    #[serde(default)]
+    allow_http: bool,
+    /// Use path-style requests (`endpoint/bucket/key`) instead of virtual-hosted style. Defaults
+    /// to true when an endpoint is set, as most S3-compatible servers expect.
+    virtual_hosted_style: Option<bool>,
+    /// File holding the access key id (a trailing newline is ignored; mode must be 0600 or stricter).
+    access_key_id_file: Option<Spanned<String>>,
+    /// File holding the secret access key (a trailing newline is ignored; mode 0600 or stricter).
+    secret_access_key_file: Option<Spanned<String>>,
+}
+
+/// `encryption:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEncryption {
+    /// age X25519 public keys (`age1...`) that can decrypt the backups. Keep the matching
+    /// identities (private keys) outside the cluster. `lifeboat keygen` makes a pair.
+    #[serde(default)]
+    recipients: Vec<Spanned<String>>,
+    /// Store backups unencrypted. Off by default; lifeboat warns loudly on every run.
+    #[serde(default)]
+    allow_unencrypted: bool,
+}
+
+/// `compression:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCompression {
+    /// zstd level, 1 (fastest) to 19 (smallest). 3 keeps up with etcd on one core.
+    #[serde(default = "default_zstd_level")]
+    level: Spanned<i64>,
+}
+
+impl Default for RawCompression {
+    fn default() -> Self {
+        RawCompression {
+            level: default_zstd_level(),
+        }
+    }
+}
+
+/// `etcd:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEtcd {
+    /// Client URLs of etcd members, tried in order; the first that answers is snapshotted.
+    endpoints: Vec<Spanned<String>>,
+    /// Client TLS for `https://` endpoints (on kubeadm: /etc/kubernetes/pki/etcd/ca.crt and the
+    /// healthcheck-client or apiserver-etcd-client pair).
+    tls: Option<RawTls>,
+    /// Connect timeout, and the longest etcd may go silent while streaming a snapshot.
+    #[serde(default = "default_etcd_timeout")]
+    timeout: Spanned<String>,
+}
+
+/// `etcd.tls:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    /// CA bundle that signed etcd's server certificate (etcd's --trusted-ca-file).
+    ca_file: Spanned<String>,
+    /// Client certificate, when etcd requires client certificates (--client-cert-auth).
+    cert_file: Option<Spanned<String>>,
+    /// Key of the client certificate (mode 0600 or stricter).
+    key_file: Option<Spanned<String>>,
+}
+
+fn unlocated<T>(value: T) -> Spanned<T> {
+    Spanned::new(
+        value,
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )
+}
+fn default_part_size_mib() -> Spanned<u64> {
+    unlocated(8)
+}
+fn default_upload_concurrency() -> Spanned<u64> {
+    unlocated(4)
+}
+fn default_request_timeout() -> Spanned<String> {
+    unlocated("60s".to_string())
+}
+fn default_retry_timeout() -> Spanned<String> {
+    unlocated("2m".to_string())
+}
+fn default_zstd_level() -> Spanned<i64> {
+    unlocated(3)
+}
+fn default_etcd_timeout() -> Spanned<String> {
+    unlocated("30s".to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The runtime configuration: everything validated.
+// ---------------------------------------------------------------------------------------------
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The cluster name.
+    pub cluster: String,
+    /// Object storage.
+    pub storage: Storage,
+    /// Encryption of payloads.
+    pub encryption: Encryption,
+    /// zstd level.
+    pub compression_level: i32,
+    /// The etcd cluster, when configured.
+    pub etcd: Option<Etcd>,
+}
+
+/// Validated `storage:`.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    /// `s3://` or `file://`.
+    pub url: Url,
+    /// S3 settings (ignored for `file://`).
+    pub s3: S3,
+    /// Multipart part size in bytes.
+    pub part_size: usize,
+    /// Parts in flight at once.
+    pub upload_concurrency: usize,
+    /// Timeout of one request.
+    pub request_timeout: Duration,
+    /// How long failing requests are retried.
+    pub retry_timeout: Duration,
+}
+
+/// Validated `storage.s3:`.
+#[derive(Debug, Clone, Default)]
+pub struct S3 {
+    /// Custom endpoint.
+    pub endpoint: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// Plain http allowed.
+    pub allow_http: bool,
+    /// Virtual-hosted-style requests.
+    pub virtual_hosted_style: bool,
+    /// Static credentials read from files, if configured.
+    pub credentials: Option<StaticCredentials>,
+}
+
+/// An access key pair read from files. Debug never shows the secret.
+#[derive(Clone)]
+pub struct StaticCredentials {
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for StaticCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Validated `encryption:`.
+#[derive(Debug, Clone)]
+pub enum Encryption {
+    /// Encrypt to these age recipients.
+    Age(Vec<age::x25519::Recipient>),
+    /// Explicitly allowed: no encryption.
+    None,
+}
+
+/// Validated `etcd:`.
+#[derive(Debug, Clone)]
+pub struct Etcd {
+    /// Client URLs, in order of preference.
+    pub endpoints: Vec<Url>,
+    /// TLS material, for https endpoints.
+    pub tls: Option<Tls>,
+    /// Connect and idle timeout.
+    pub timeout: Duration,
+}
+
+/// Validated `etcd.tls:`; the files existed and were readable when the config was loaded.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// CA bundle.
+    pub ca_file: PathBuf,
+    /// Client certificate and key.
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses and validates `text`; `path` is only used in messages and to resolve nothing else.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
+        let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((1, 1));
+            Error::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: first_line(&e.to_string()),
+            }
+        })?;
+        Validator { path }.config(raw)
+    }
+}
+
+/// The first line of a parser message, without a location suffix the error already carries.
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or(message).trim().to_string()
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+}
+
+impl Validator<'_> {
+    fn invalid<T>(&self, at: &Spanned<T>, field: &str, message: impl Into<String>) -> Error {
+        let (line, column) = if at.referenced.line() == 0 {
+            (1, 1)
+        } else {
+            (at.referenced.line(), at.referenced.column())
+        };
+        Error::Invalid {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, Error> {
+        let cluster = self.cluster(&raw.cluster)?;
+        let storage = self.storage(raw.storage)?;
+        let encryption = self.encryption(raw.encryption)?;
+        let level = raw.compression.level.value;
+        if !(1..=19).contains(&level) {
+            return Err(self.invalid(
+                &raw.compression.level,
+                "compression.level",
+                format!("zstd level {level} is out of range: use 1 (fastest) to 19 (smallest); 3 is the default"),
+            ));
+        }
+        let etcd = raw.etcd.map(|e| self.etcd(e)).transpose()?;
+        Ok(Config {
+            path: self.path.to_path_buf(),
+            cluster,
+            storage,
+            encryption,
+            compression_level: level as i32,
+            etcd,
+        })
+    }
+
+    fn cluster(&self, name: &Spanned<String>) -> Result<String, Error> {
+        let n = &name.value;
+        let ok = !n.is_empty()
+            && n.len() <= 63
+            && n.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !n.starts_with('-')
+            && !n.ends_with('-');
+        if ok {
+            Ok(n.clone())
+        } else {
+            Err(self.invalid(
+                name,
+                "cluster",
+                format!("\"{n}\" is not a valid cluster name: use 1 to 63 lower-case letters, digits and '-', not starting or ending with '-' (e.g. prod-eu-1)"),
+            ))
+        }
+    }
+
+    fn storage(&self, raw: RawStorage) -> Result<Storage, Error> {
+        let text = &raw.url.value;
+        let url = Url::parse(text).map_err(|e| {
+            self.invalid(
+                &raw.url,
+                "storage.url",
+                format!(
+                    "\"{text}\" is not a URL ({e}): use s3://bucket/prefix or file:///absolute/path"
+                ),
+            )
+        })?;
+        match url.scheme() {
+            "s3" => {
+                if url.host_str().unwrap_or("").is_empty() {
+                    return Err(self.invalid(
+                        &raw.url,
+                        "storage.url",
+                        format!("\"{text}\" names no bucket: use s3://bucket/prefix"),
+                    ));
+                }
+            }
+            "file" => {
+                if url.host_str().is_some_and(|h| !h.is_empty()) || url.path().len() <= 1 {
+                    return Err(self.invalid(&raw.url, "storage.url", format!("\"{text}\" is not a file URL with an absolute directory: use file:///var/backups/lifeboat (three slashes)")));
+                }
+            }
+            other => {
+                return Err(self.invalid(
+                    &raw.url,
+                    "storage.url",
+                    format!("scheme \"{other}\" is not supported: use s3://bucket/prefix (any S3-compatible server) or file:///absolute/path"),
+                ));
+            }
+        }
+        let part_mib = raw.part_size_mib.value;
+        if !(5..=512).contains(&part_mib) {
+            return Err(self.invalid(&raw.part_size_mib, "storage.part_size_mib", format!("{part_mib} MiB is out of range: S3 parts must be 5 to 512 MiB here (8 is the default)")));
+        }
+        let concurrency = raw.upload_concurrency.value;
+        if !(1..=16).contains(&concurrency) {
+            return Err(self.invalid(
+                &raw.upload_concurrency,
+                "storage.upload_concurrency",
+                format!("{concurrency} is out of range: use 1 to 16 (4 is the default)"),
+            ));
+        }
+        let s3 = self.s3(raw.s3)?;
+        Ok(Storage {
+            url,
+            s3,
+            part_size: (part_mib * 1024 * 1024) as usize,
+            upload_concurrency: concurrency as usize,
+            request_timeout: self.duration(&raw.request_timeout, "storage.request_timeout")?,
+            retry_timeout: self.duration(&raw.retry_timeout, "storage.retry_timeout")?,
+        })
+    }
+
+    fn s3(&self, raw: RawS3) -> Result<S3, Error> {
+        let endpoint = match &raw.endpoint {
+            None => None,
+            Some(e) => {
+                let text = &e.value;
+                let parsed = Url::parse(text)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"));
+                let Some(parsed) = parsed else {
+                    return Err(self.invalid(e, "storage.s3.endpoint", format!("\"{text}\" is not an http(s) URL: use e.g. https://s3.example.com or http://127.0.0.1:9000")));
+                };
+                if parsed.scheme() == "http" && !raw.allow_http {
+                    return Err(self.invalid(e, "storage.s3.endpoint", format!("\"{text}\" is plain http: set storage.s3.allow_http: true if this server is on a trusted network, or use https")));
+                }
+                Some(text.trim_end_matches('/').to_string())
+            }
+        };
+        let credentials = match (&raw.access_key_id_file, &raw.secret_access_key_file) {
+            (None, None) => None,
+            (Some(id), Some(secret)) => Some(StaticCredentials {
+                access_key_id: self.secret_file(id, "storage.s3.access_key_id_file")?,
+                secret_access_key: self.secret_file(secret, "storage.s3.secret_access_key_file")?,
+            }),
+            (Some(one), None) | (None, Some(one)) => {
+                return Err(self.invalid(one, "storage.s3", "set both access_key_id_file and secret_access_key_file, or neither (to use the AWS environment)"));
+            }
+        };
+        Ok(S3 {
+            virtual_hosted_style: raw.virtual_hosted_style.unwrap_or(endpoint.is_none()),
+            endpoint,
+            region: raw.region,
+            allow_http: raw.allow_http,
+            credentials,
+        })
+    }
+
+    fn secret_file(&self, at: &Spanned<String>, field: &str) -> Result<String, Error> {
+        let path = Path::new(&at.value);
+        crate::keys::read_secret_file(path).map_err(|e| self.invalid(at, field, e.to_string()))
+    }
+
+    fn encryption(&self, raw: Option<RawEncryption>) -> Result<Encryption, Error> {
+        let Some(raw) = raw else {
+            return Err(Error::Missing {
+                path: self.path.to_path_buf(),
+                field: "encryption.recipients".into(),
+                message: "no encryption recipients: add `encryption: { recipients: [\"age1...\"] }` (make a key pair with `lifeboat keygen`), or set `encryption: { allow_unencrypted: true }` to store backups in the clear".into(),
+            });
+        };
+        if raw.recipients.is_empty() {
+            if raw.allow_unencrypted {
+                return Ok(Encryption::None);
+            }
+            return Err(Error::Missing {
+                path: self.path.to_path_buf(),
+                field: "encryption.recipients".into(),
+                message: "no encryption recipients: add at least one age public key (`lifeboat keygen` makes a pair), or set allow_unencrypted: true to store backups in the clear".into(),
+            });
+        }
+        let mut recipients = Vec::with_capacity(raw.recipients.len());
+        for (i, r) in raw.recipients.iter().enumerate() {
+            let key = r.value.trim();
+            let parsed = key.parse::<age::x25519::Recipient>().map_err(|e| {
+                self.invalid(
+                    r,
+                    &format!("encryption.recipients[{i}]"),
+                    format!("\"{key}\" is not an age X25519 public key ({e}): it starts with age1; `lifeboat keygen` or `age-keygen -y key.txt` prints one"),
+                )
+            })?;
+            recipients.push(parsed);
+        }
+        Ok(Encryption::Age(recipients))
+    }
+
+    fn etcd(&self, raw: RawEtcd) -> Result<Etcd, Error> {
+        if raw.endpoints.is_empty() {
+            return Err(Error::Missing {
+                path: self.path.to_path_buf(),
+                field: "etcd.endpoints".into(),
+                message:
+                    "no etcd endpoints: list at least one client URL, e.g. https://127.0.0.1:2379"
+                        .into(),
+            });
+        }
+        let mut endpoints = Vec::new();
+        for (i, e) in raw.endpoints.iter().enumerate() {
+            let text = &e.value;
+            let url = Url::parse(text).ok().filter(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some()
+                    && u.port_or_known_default().is_some()
+            });
+            let Some(url) = url else {
+                return Err(self.invalid(
+                    e,
+                    &format!("etcd.endpoints[{i}]"),
+                    format!("\"{text}\" is not an etcd client URL: use e.g. https://10.0.0.1:2379"),
+                ));
+            };
+            if url.scheme() == "https" && raw.tls.is_none() {
+                return Err(self.invalid(e, &format!("etcd.endpoints[{i}]"), format!("\"{text}\" uses https but etcd.tls is not set: add etcd.tls.ca_file (and cert_file/key_file if etcd checks client certificates)")));
+            }
+            endpoints.push(url);
+        }
+        let tls = raw.tls.map(|t| self.tls(t)).transpose()?;
+        Ok(Etcd {
+            endpoints,
+            tls,
+            timeout: self.duration(&raw.timeout, "etcd.timeout")?,
+        })
+    }
+
+    fn tls(&self, raw: RawTls) -> Result<Tls, Error> {
+        let ca_file = self.readable(&raw.ca_file, "etcd.tls.ca_file")?;
+        let client = match (&raw.cert_file, &raw.key_file) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                let cert = self.readable(cert, "etcd.tls.cert_file")?;
+                crate::keys::check_private(Path::new(&key.value))
+                    .map_err(|e| self.invalid(key, "etcd.tls.key_file", e.to_string()))?;
+                Some((cert, PathBuf::from(&key.value)))
+            }
+            (Some(one), None) | (None, Some(one)) => {
+                return Err(self.invalid(
+                    one,
+                    "etcd.tls",
+                    "set both cert_file and key_file, or neither",
+                ));
+            }
+        };
+        Ok(Tls { ca_file, client })
+    }
+
+    fn readable(&self, at: &Spanned<String>, field: &str) -> Result<PathBuf, Error> {
+        let path = PathBuf::from(&at.value);
+        std::fs::File::open(&path)
+            .map(|_| path.clone())
+            .map_err(|e| self.invalid(at, field, format!("cannot read {}: {e}", path.display())))
+    }
+
+    fn duration(&self, at: &Spanned<String>, field: &str) -> Result<Duration, Error> {
+        let text = &at.value;
+        match humantime::parse_duration(text) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => Err(self.invalid(at, field, "a zero duration is not allowed")),
+            Err(e) => Err(self.invalid(
+                at,
+                field,
+                format!("\"{text}\" is not a duration ({e}): write e.g. 30s, 5m, 2h"),
+            )),
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! lifeboat keeps Kubernetes clusters recoverable: it streams etcd snapshots through zstd and age
+//! into object storage, writes a manifest last so that only whole backups exist, and reads them
+//! back for verification and restore. The modules follow the pipeline, source to store.
+
+pub mod backup;
+pub mod config;
+pub mod encode;
+pub mod error;
+pub mod keys;
+pub mod manifest;
+pub mod restore;
+pub mod snapshot;
+pub mod source;
+pub mod store;
+
+pub use error::{Error, Stage};
+
+/// The version of this build, recorded in every manifest.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

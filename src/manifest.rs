@@ -1,0 +1,359 @@
+//! The manifest: the versioned, write-once JSON record of one backup. It is written last, so a
+//! backup without a manifest does not exist. Pure: building, parsing and version checks only.
+//! The format is documented in docs/FORMAT.md.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The manifest format this build writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The file name of the manifest inside a backup's directory.
+pub const MANIFEST_NAME: &str = "manifest.json";
+
+const ID_TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+
+/// Why a manifest or backup id could not be read.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(
+        "the manifest of backup {id} has format version {found}, but this lifeboat {ours} reads versions up to {FORMAT_VERSION}: use a newer lifeboat to read it"
+    , ours = crate::VERSION)]
+    UnsupportedVersion { id: String, found: u32 },
+    #[error(
+        "the manifest at {key} is not valid lifeboat manifest JSON ({reason}): the object was damaged or not written by lifeboat"
+    )]
+    Invalid { key: String, reason: String },
+    #[error(
+        "\"{given}\" is not a backup id: ids look like 20261127T135500Z-1a2b (see `lifeboat list`), or use \"latest\""
+    )]
+    BadId { given: String },
+}
+
+/// A backup's id: its UTC start time to the second and 4 hex digits, so ids sort by time.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BackupId(String);
+
+impl BackupId {
+    /// An id for a backup started at `started`, disambiguated by `suffix`.
+    pub fn new(started: DateTime<Utc>, suffix: u16) -> Self {
+        BackupId(format!("{}-{suffix:04x}", started.format(ID_TIME_FORMAT)))
+    }
+
+    /// The start time encoded in the id.
+    pub fn time(&self) -> DateTime<Utc> {
+        parse_stamp(&self.0[..self.0.len() - 5])
+            .expect("BackupId is validated on construction")
+            .and_utc()
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Parses `YYYYMMDDTHHMMSSZ` with exactly those widths (chrono's `%Y` would take any width).
+fn parse_stamp(stamp: &str) -> Option<NaiveDateTime> {
+    let b = stamp.as_bytes();
+    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+        let part = b.get(r)?;
+        part.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| std::str::from_utf8(part).ok()?.parse().ok())?
+    };
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    chrono::NaiveDate::from_ymd_opt(digits(0..4)? as i32, digits(4..6)?, digits(6..8)?)?
+        .and_hms_opt(digits(9..11)?, digits(11..13)?, digits(13..15)?)
+}
+
+impl FromStr for BackupId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bad = || Error::BadId {
+            given: s.to_string(),
+        };
+        let (stamp, suffix) = s.rsplit_once('-').ok_or_else(bad)?;
+        let hex_ok = suffix.len() == 4 && suffix.bytes().all(|b| b.is_ascii_hexdigit());
+        let time_ok = parse_stamp(stamp).is_some();
+        if hex_ok && time_ok {
+            Ok(BackupId(format!("{stamp}-{}", suffix.to_ascii_lowercase())))
+        } else {
+            Err(bad())
+        }
+    }
+}
+
+impl TryFrom<String> for BackupId {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self, Error> {
+        s.parse()
+    }
+}
+
+impl From<BackupId> for String {
+    fn from(id: BackupId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for BackupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a backup holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// An etcd snapshot.
+    Etcd,
+    /// An export of the Kubernetes API's resources.
+    Resources,
+}
+
+impl Kind {
+    /// The name used in object keys and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Etcd => "etcd",
+            Kind::Resources => "resources",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The record of one complete backup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version; readers refuse versions newer than [`FORMAT_VERSION`].
+    pub version: u32,
+    /// The backup's id, also its directory name.
+    pub id: BackupId,
+    /// The cluster name from the configuration.
+    pub cluster: String,
+    /// What the backup holds.
+    pub kind: Kind,
+    /// When the backup started (UTC).
+    pub started_at: DateTime<Utc>,
+    /// When the payload was fully stored, just before this manifest was written (UTC).
+    pub finished_at: DateTime<Utc>,
+    /// The lifeboat version that wrote it.
+    pub lifeboat_version: String,
+    /// Facts about the etcd member the snapshot came from (etcd backups only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<EtcdSource>,
+    /// The stored payload object.
+    pub payload: Payload,
+}
+
+/// The etcd member a snapshot was taken from, as it reported itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdSource {
+    /// The endpoint the snapshot was streamed from.
+    pub endpoint: String,
+    /// etcd's server version.
+    pub server_version: String,
+    /// Cluster id, hex as etcdctl prints it.
+    pub cluster_id: String,
+    /// Member id, hex as etcdctl prints it.
+    pub member_id: String,
+    /// The store revision reported just before the snapshot was taken; the snapshot holds at
+    /// least this revision.
+    pub revision: i64,
+    /// Size of the bolt database in the snapshot, without etcd's trailing hash.
+    pub db_size: u64,
+    /// The sha256 that etcd appended to the snapshot, hex, verified while streaming.
+    pub snapshot_sha256: String,
+}
+
+/// The single stored object of a backup and how to turn it back into plain bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payload {
+    /// Object name inside the backup's directory, e.g. `snapshot.db.zst.age`.
+    pub name: String,
+    /// Size before compression and encryption (for etcd: the snapshot including its hash).
+    pub plain_size: u64,
+    /// Size of the stored object.
+    pub stored_size: u64,
+    /// sha256 of the stored object, hex.
+    pub stored_sha256: String,
+    /// How the plain bytes were compressed.
+    pub compression: Compression,
+    /// How the compressed bytes were encrypted.
+    pub encryption: Encryption,
+}
+
+/// Compression of a payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compression {
+    /// Always `zstd` in this version.
+    pub algorithm: String,
+    /// The zstd level used.
+    pub level: i32,
+}
+
+/// Encryption of a payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encryption {
+    /// `age` or `none`.
+    pub scheme: String,
+    /// The age recipients (X25519 public keys) the payload was encrypted to.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+}
+
+impl Encryption {
+    /// Whether the payload is encrypted at all.
+    pub fn is_encrypted(&self) -> bool {
+        self.scheme != "none"
+    }
+}
+
+impl Manifest {
+    /// Serializes the manifest as the pretty JSON that is stored.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).expect("a manifest always serializes");
+        out.push(b'\n');
+        out
+    }
+
+    /// Parses a stored manifest, refusing format versions this build does not know.
+    pub fn from_json(key: &str, bytes: &[u8]) -> Result<Manifest, Error> {
+        #[derive(Deserialize)]
+        struct Probe {
+            version: u32,
+            #[serde(default)]
+            id: String,
+        }
+        let invalid = |e: serde_json::Error| Error::Invalid {
+            key: key.to_string(),
+            reason: e.to_string(),
+        };
+        let probe: Probe = serde_json::from_slice(bytes).map_err(invalid)?;
+        if probe.version > FORMAT_VERSION || probe.version == 0 {
+            return Err(Error::UnsupportedVersion {
+                id: probe.id,
+                found: probe.version,
+            });
+        }
+        serde_json::from_slice(bytes).map_err(invalid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn sample(id: BackupId) -> Manifest {
+        let t = id.time();
+        Manifest {
+            version: FORMAT_VERSION,
+            id,
+            cluster: "prod-eu-1".into(),
+            kind: Kind::Etcd,
+            started_at: t,
+            finished_at: t + chrono::Duration::seconds(42),
+            lifeboat_version: "0.1.0".into(),
+            etcd: Some(EtcdSource {
+                endpoint: "https://10.0.0.1:2379".into(),
+                server_version: "3.5.1".into(),
+                cluster_id: "cdf818194e3a8c32".into(),
+                member_id: "8e9e05c52164694d".into(),
+                revision: 1234,
+                db_size: 20480,
+                snapshot_sha256: "ab".repeat(32),
+            }),
+            payload: Payload {
+                name: "snapshot.db.zst.age".into(),
+                plain_size: 20512,
+                stored_size: 4096,
+                stored_sha256: "cd".repeat(32),
+                compression: Compression {
+                    algorithm: "zstd".into(),
+                    level: 3,
+                },
+                encryption: Encryption {
+                    scheme: "age".into(),
+                    recipients: vec!["age1example".into()],
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn ids_sort_by_time_and_round_trip() {
+        let a = BackupId::new(
+            Utc.with_ymd_and_hms(2026, 11, 27, 13, 55, 0).unwrap(),
+            0x1a2b,
+        );
+        assert_eq!(a.as_str(), "20261127T135500Z-1a2b");
+        assert_eq!(
+            a.time(),
+            Utc.with_ymd_and_hms(2026, 11, 27, 13, 55, 0).unwrap()
+        );
+        let b = BackupId::new(Utc.with_ymd_and_hms(2026, 11, 27, 13, 55, 1).unwrap(), 0);
+        assert!(a < b);
+        assert_eq!("20261127T135500Z-1A2B".parse::<BackupId>().unwrap(), a);
+    }
+
+    #[test]
+    fn malformed_ids_are_refused() {
+        for bad in [
+            "latest",
+            "20261127T135500Z",
+            "20261127T135500Z-xyz1",
+            "20261327T135500Z-0000",
+            "../x-0000",
+        ] {
+            assert!(bad.parse::<BackupId>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_newer_format_version_is_refused_with_advice() {
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&sample("20261127T135500Z-1a2b".parse().unwrap()).to_json())
+                .unwrap();
+        json["version"] = 2.into();
+        json["something_new"] = true.into();
+        let err = Manifest::from_json("k", &serde_json::to_vec(&json).unwrap()).unwrap_err();
+        assert!(matches!(err, Error::UnsupportedVersion { found: 2, .. }));
+        assert!(err.to_string().contains("use a newer lifeboat"));
+    }
+
+    #[test]
+    fn garbage_is_invalid_not_a_panic() {
+        let err = Manifest::from_json("a/manifest.json", b"{\"version\":1").unwrap_err();
+        assert!(err.to_string().contains("a/manifest.json"));
+    }
+
+    proptest! {
+        #[test]
+        fn manifests_round_trip(secs in 0i64..4_000_000_000, suffix in any::<u16>(), rev in any::<i64>(), size in any::<u64>()) {
+            let id = BackupId::new(DateTime::from_timestamp(secs, 0).unwrap(), suffix);
+            prop_assert_eq!(id.as_str().parse::<BackupId>().unwrap(), id.clone());
+            let mut m = sample(id);
+            m.etcd.as_mut().unwrap().revision = rev;
+            m.payload.plain_size = size;
+            let back = Manifest::from_json("k", &m.to_json()).unwrap();
+            prop_assert_eq!(back, m);
+        }
+    }
+}

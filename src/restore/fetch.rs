@@ -1,0 +1,357 @@
+//! Download one backup's payload and check it: the stored size and sha256 against the manifest,
+//! then (with an identity, or when unencrypted) decryption, decompression and etcd's own hash.
+//! Optionally writes the plain snapshot to a file, which appears only when every check passed.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use crate::encode::{self, Hashing};
+use crate::keys::Identities;
+use crate::manifest::Manifest;
+use crate::snapshot::{self, TrailerCheck};
+use crate::store::Store;
+
+/// Why a backup could not be verified or restored.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "the stored object {key} does not match its manifest: expected {expected_size} bytes with sha256 {expected_sha256}, found {actual_size} bytes with sha256 {actual_sha256}; it was damaged or truncated in storage: use another backup (`lifeboat list`)"
+    )]
+    Damaged {
+        key: String,
+        expected_size: u64,
+        actual_size: u64,
+        expected_sha256: String,
+        actual_sha256: String,
+    },
+    #[error(
+        "downloading {key} failed after {received} bytes: {reason}; check the store and run the command again"
+    )]
+    Download {
+        key: String,
+        received: u64,
+        reason: String,
+    },
+    #[error("backup {id}: {source}")]
+    Decode {
+        id: String,
+        #[source]
+        source: encode::Error,
+    },
+    #[error(
+        "backup {id} matches its manifest but does not decompress ({reason}); it was written damaged: use another backup"
+    )]
+    Decompress { id: String, reason: String },
+    #[error(
+        "backup {id} decodes to {actual} bytes but its manifest says {expected}; it was written damaged: use another backup"
+    )]
+    PlainSize {
+        id: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("backup {id}: {source}")]
+    Integrity {
+        id: String,
+        #[source]
+        source: snapshot::Error,
+    },
+    #[error(
+        "backup {id} carries etcd hash {actual} but its manifest recorded {expected}; use another backup"
+    )]
+    HashDiffers {
+        id: String,
+        expected: String,
+        actual: String,
+    },
+    #[error(
+        "backup {id} is encrypted to {recipients}: pass --identity with the matching age identity file"
+    )]
+    IdentityRequired { id: String, recipients: String },
+    #[error("{path} already exists: choose another --to-file, or move it away first")]
+    OutputExists { path: PathBuf },
+    #[error("cannot write {path}: {source}")]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+}
+
+/// What a fetch checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Stored size and sha256 match the manifest.
+    pub stored_ok: bool,
+    /// The payload was decrypted and decompressed and etcd's hash checked.
+    pub decoded: bool,
+    /// Bytes downloaded.
+    pub stored_size: u64,
+    /// Plain bytes produced, when decoded.
+    pub plain_size: u64,
+}
+
+/// Downloads and checks the payload of `manifest`. With `identities` (or for an unencrypted
+/// payload) it also decodes and checks etcd's hash; with `out` it writes the plain snapshot
+/// there, atomically; an encrypted payload is only written out with identities.
+pub async fn fetch(
+    store: &Store,
+    manifest: &Manifest,
+    identities: Option<Arc<Identities>>,
+    out: Option<&Path>,
+) -> Result<Outcome, Error> {
+    let id = manifest.id.to_string();
+    let encrypted = manifest.payload.encryption.is_encrypted();
+    if out.is_some() && encrypted && identities.is_none() {
+        return Err(Error::IdentityRequired {
+            id,
+            recipients: manifest.payload.encryption.recipients.join(", "),
+        });
+    }
+    if let Some(path) = out
+        && path.exists()
+    {
+        return Err(Error::OutputExists {
+            path: path.to_path_buf(),
+        });
+    }
+    let key = store
+        .backup_dir(&manifest.cluster, manifest.kind, &id)
+        .join(manifest.payload.name.as_str());
+    let described = store.describe(&key);
+    let stream = store.read_stream(&key).await?;
+    let manifest = manifest.clone();
+    let out = out.map(Path::to_path_buf);
+    let task = tokio::task::spawn_blocking(move || {
+        let reader = Latch::new(SyncIoBridge::new(StreamReader::new(stream)));
+        check_blocking(
+            reader,
+            &manifest,
+            &described,
+            identities.as_deref(),
+            out.as_deref(),
+            encrypted,
+        )
+    });
+    task.await.map_err(|e| Error::Download {
+        key: store.describe(&key),
+        received: 0,
+        reason: e.to_string(),
+    })?
+}
+
+fn check_blocking<R: Read>(
+    reader: Latch<R>,
+    manifest: &Manifest,
+    key: &str,
+    identities: Option<&Identities>,
+    out: Option<&Path>,
+    encrypted: bool,
+) -> Result<Outcome, Error> {
+    let id = manifest.id.to_string();
+    let mut stored = Hashing::new(reader);
+    let decode = identities.is_some() || !encrypted;
+    let mut partial = None;
+    let decoded = if decode {
+        let mut sink = match out {
+            Some(path) => {
+                let tmp = partial_path(path);
+                let file = File::create(&tmp).map_err(|source| Error::Output {
+                    path: tmp.clone(),
+                    source,
+                })?;
+                partial = Some(tmp);
+                Sink::File(BufWriter::with_capacity(1 << 20, file))
+            }
+            None => Sink::Discard,
+        };
+        let result = decode_into(&mut stored, manifest, identities, &mut sink);
+        // Read whatever the decoder left unread so the stored hash covers the whole object.
+        let _ = io::copy(&mut stored, &mut io::sink());
+        Some((result, sink))
+    } else {
+        None
+    };
+    let cleanup = |e: Error| {
+        if let Some(tmp) = &partial {
+            let _ = std::fs::remove_file(tmp);
+        }
+        e
+    };
+    if !decode {
+        let _ = io::copy(&mut stored, &mut io::sink());
+    }
+    let (latch, stored_size, stored_sha256) = stored.finish();
+    if let Some(reason) = latch.error {
+        return Err(cleanup(Error::Download {
+            key: key.to_string(),
+            received: stored_size,
+            reason,
+        }));
+    }
+    if stored_size != manifest.payload.stored_size
+        || stored_sha256 != manifest.payload.stored_sha256
+    {
+        return Err(cleanup(Error::Damaged {
+            key: key.to_string(),
+            expected_size: manifest.payload.stored_size,
+            actual_size: stored_size,
+            expected_sha256: manifest.payload.stored_sha256.clone(),
+            actual_sha256: stored_sha256,
+        }));
+    }
+    let Some((result, sink)) = decoded else {
+        return Ok(Outcome {
+            stored_ok: true,
+            decoded: false,
+            stored_size,
+            plain_size: 0,
+        });
+    };
+    let (plain_size, verified) = result.map_err(|e| cleanup(e.into_error(&id)))?;
+    if plain_size != manifest.payload.plain_size {
+        return Err(cleanup(Error::PlainSize {
+            id,
+            expected: manifest.payload.plain_size,
+            actual: plain_size,
+        }));
+    }
+    if let Some(etcd) = &manifest.etcd
+        && etcd.snapshot_sha256 != verified.sha256
+    {
+        return Err(cleanup(Error::HashDiffers {
+            id,
+            expected: etcd.snapshot_sha256.clone(),
+            actual: verified.sha256,
+        }));
+    }
+    if let (Sink::File(writer), Some(tmp), Some(path)) = (sink, &partial, out) {
+        let file = writer.into_inner().map_err(|e| {
+            cleanup(Error::Output {
+                path: tmp.clone(),
+                source: e.into_error(),
+            })
+        })?;
+        file.sync_all()
+            .and_then(|_| std::fs::rename(tmp, path))
+            .map_err(|source| {
+                cleanup(Error::Output {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            })?;
+    }
+    Ok(Outcome {
+        stored_ok: true,
+        decoded: true,
+        stored_size,
+        plain_size,
+    })
+}
+
+/// Remembers the first error of the download stream, so that a broken download is reported
+/// as such and not as the damage it causes further down.
+struct Latch<R> {
+    inner: R,
+    error: Option<String>,
+}
+
+impl<R> Latch<R> {
+    fn new(inner: R) -> Self {
+        Latch { inner, error: None }
+    }
+}
+
+impl<R: Read> Read for Latch<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(e) = &self.error {
+            return Err(io::Error::other(e.clone()));
+        }
+        self.inner.read(buf).inspect_err(|e| {
+            if e.kind() != io::ErrorKind::Interrupted {
+                self.error = Some(e.to_string());
+            }
+        })
+    }
+}
+
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lifeboat-partial");
+    path.with_file_name(name)
+}
+
+enum Sink {
+    File(BufWriter<File>),
+    Discard,
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::File(f) => f.write(buf),
+            Sink::Discard => Ok(buf.len()),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::File(f) => f.flush(),
+            Sink::Discard => Ok(()),
+        }
+    }
+}
+
+/// A decoding failure, resolved into an [`Error`] only once the stored hash is known good.
+enum DecodeFailure {
+    Open(encode::Error),
+    Decompress(io::Error),
+    Write(PathBuf, io::Error),
+    Integrity(snapshot::Error),
+}
+
+impl DecodeFailure {
+    fn into_error(self, id: &str) -> Error {
+        let id = id.to_string();
+        match self {
+            DecodeFailure::Open(source) => Error::Decode { id, source },
+            DecodeFailure::Decompress(e) => Error::Decompress {
+                id,
+                reason: e.to_string(),
+            },
+            DecodeFailure::Write(path, source) => Error::Output { path, source },
+            DecodeFailure::Integrity(source) => Error::Integrity { id, source },
+        }
+    }
+}
+
+fn decode_into<R: Read>(
+    stored: &mut Hashing<R>,
+    manifest: &Manifest,
+    identities: Option<&Identities>,
+    sink: &mut Sink,
+) -> Result<(u64, snapshot::Verified), DecodeFailure> {
+    let mut plain = encode::decoder(stored, identities, &manifest.payload.encryption.recipients)
+        .map_err(DecodeFailure::Open)?;
+    let mut check = TrailerCheck::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match plain.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(DecodeFailure::Decompress(e)),
+        };
+        check.update(&buf[..n]);
+        sink.write_all(&buf[..n])
+            .map_err(|e| DecodeFailure::Write(PathBuf::from("output"), e))?;
+    }
+    let size = check.bytes_seen();
+    let verified = check.finish().map_err(DecodeFailure::Integrity)?;
+    Ok((size, verified))
+}

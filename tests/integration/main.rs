@@ -1,0 +1,10 @@
+//! lifeboat's integration tests: the real binary against real etcd (3.5 and 3.4), a real S3
+//! server (moto) and `file://` stores, plus the standard age/zstd/aws tools. Helpers live in
+//! `support/`.
+
+mod support;
+
+mod config_examples;
+mod faults;
+mod roundtrip;
+mod standard_tools;
