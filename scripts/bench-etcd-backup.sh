@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark: seeds a local etcd with SIZE_MB (default 1024) of data, then in one run measures
 #   1. `etcdctl snapshot save` to local disk (the baseline: etcd's own tool, no upload),
-#   2. `lifeboat backup etcd` of the same etcd into a local S3 server (moto), with zstd + age,
-# and lifeboat's peak RSS (GNU time), and prints them side by side.
+#   2. `lifeboat backup etcd` of the same etcd into a file:// store (the pipeline's own cost),
+#   3. `lifeboat backup etcd` into a local S3 server (moto, Python, on the same cores),
+# with zstd + age, and lifeboat's peak RSS (GNU time), and prints them side by side.
 # Usage: scripts/bench-etcd-backup.sh [SIZE_MB]   (needs scripts/install-test-deps.sh first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,20 +49,29 @@ etcd:
 YAML
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
 
-secs() { python3 -c 'import sys,time; print(f"{time.time():.3f}")'; }
+sed -e "s#url: s3://bench/lifeboat#url: file://$WORK/store#" -e '/^  s3:/d' "$WORK/lifeboat.yaml" >"$WORK/file.yaml"
+
+secs() { python3 -c 'import time; print(f"{time.time():.3f}")'; }
 t0=$(secs); "$ETCD_BIN/etcdctl" --endpoints "$CLIENT" snapshot save "$WORK/etcdctl.db" >/dev/null; t1=$(secs)
-/usr/bin/time -f '%M %e' -o "$WORK/time" "$LIFEBOAT" --config "$WORK/lifeboat.yaml" backup etcd >"$WORK/lifeboat.out" 2>"$WORK/lifeboat.err" \
-  || { cat "$WORK/lifeboat.err"; exit 1; }
-read -r RSS_KB LB_SECS <"$WORK/time"
-SNAP_BYTES=$(stat -c %s "$WORK/etcdctl.db")
-STORED=$(grep -o 'stored_bytes=[0-9]*' "$WORK/lifeboat.err" | cut -d= -f2)
-python3 - "$t0" "$t1" "$LB_SECS" "$RSS_KB" "$SNAP_BYTES" "$STORED" "$SIZE_MB" <<'PY'
-import sys
-t0, t1, lb, rss, snap, stored, size = sys.argv[1:]
-ctl = float(t1) - float(t0); lb = float(lb)
-print(f"\nseeded {size} MiB; snapshot {int(snap)/2**20:.0f} MiB; lifeboat stored {int(stored)/2**20:.0f} MiB (zstd+age)")
-print(f"{'':32} {'wall s':>8} {'MiB/s':>8}")
-print(f"{'etcdctl snapshot save (disk)':32} {ctl:8.2f} {int(snap)/2**20/ctl:8.1f}")
-print(f"{'lifeboat backup etcd (S3)':32} {lb:8.2f} {int(snap)/2**20/lb:8.1f}")
-print(f"ratio lifeboat/etcdctl: {lb/ctl:.2f}x (target <= 1.10x); lifeboat peak RSS: {int(rss)/1024:.1f} MiB (target <= 64 MiB)")
+SNAP_BYTES=$(stat -c %s "$WORK/etcdctl.db"); rm -f "$WORK/etcdctl.db"
+run() { # config label
+  /usr/bin/time -f '%M %e' -o "$WORK/time" "$LIFEBOAT" --config "$1" backup etcd >"$WORK/out" 2>"$WORK/err" \
+    || { cat "$WORK/err"; exit 1; }
+  read -r rss secs <"$WORK/time"
+  echo "$2 $secs $rss $(grep -o 'stored_bytes=[0-9]*' "$WORK/err" | cut -d= -f2)"
+}
+{ run "$WORK/file.yaml" file; run "$WORK/lifeboat.yaml" s3; } >"$WORK/results"
+python3 - "$t0" "$t1" "$SNAP_BYTES" "$SIZE_MB" "$WORK/results" <<'PY'
+import sys, os
+t0, t1, snap, size, results = sys.argv[1:]
+ctl = float(t1) - float(t0); snap = int(snap) / 2**20
+rows = [l.split() for l in open(results)]
+print(f"\nseeded {size} MiB; snapshot {snap:.0f} MiB; stored {int(rows[0][3])/2**20:.0f} MiB after zstd+age; {os.cpu_count()} cores")
+print(f"{'':34} {'wall s':>7} {'MiB/s':>7} {'vs etcdctl':>10} {'peak RSS':>9}")
+print(f"{'etcdctl snapshot save (disk)':34} {ctl:7.2f} {snap/ctl:7.1f} {'1.00x':>10} {'':>9}")
+for label, secs, rss, _ in rows:
+    secs = float(secs)
+    name = {'file': 'lifeboat backup etcd (file://)', 's3': 'lifeboat backup etcd (moto S3)'}[label]
+    print(f"{name:34} {secs:7.2f} {snap/secs:7.1f} {secs/ctl:9.2f}x {int(rss)/1024:6.1f} MiB")
+print("targets: wall time <= 1.10x etcdctl, peak RSS <= 64 MiB")
 PY

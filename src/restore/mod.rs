@@ -1,6 +1,8 @@
 //! Getting backups back: download, verify against the manifest, decrypt and decompress
-//! ([`fetch`]). The guided restore of a control-plane node builds on this.
+//! ([`fetch`]); and the pure rewrite of kubeadm's etcd.yaml ([`manifest_rewrite`]) that the
+//! guided restore of a control-plane node builds on.
 
 pub mod fetch;
+pub mod manifest_rewrite;
 
 pub use fetch::{Error, Outcome, fetch};

@@ -5,6 +5,8 @@
 mod support;
 
 mod config_examples;
+mod etcd_yaml;
 mod faults;
+mod kube_api_server;
 mod roundtrip;
 mod standard_tools;

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod etcd;
+pub mod kube_api;
 pub mod lifeboat;
 pub mod proxy;
 pub mod s3;
