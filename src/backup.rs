@@ -69,10 +69,13 @@ pub async fn etcd(
 
     let mut upload = store.start_upload(key).await?;
     let (plain_tx, plain_rx) = mpsc::channel(PLAIN_CHANNEL);
-    let (stored_tx, mut stored_rx) = mpsc::channel(STORED_CHANNEL);
+    let (stored_tx, stored_rx) = mpsc::channel(STORED_CHANNEL);
     let encoder = encode::spawn(settings.clone(), plain_rx, stored_tx);
     let pipeline = async {
+        // The uploader owns the receiver: when an upload fails it is dropped, the encoder's next
+        // send fails, and the snapshot stream stops, instead of all three waiting on full channels.
         let uploading = async {
+            let mut stored_rx = stored_rx;
             while let Some(chunk) = stored_rx.recv().await {
                 upload.write(chunk).await?;
             }
@@ -99,8 +102,18 @@ pub async fn etcd(
             Ok(done) => done,
             Err(Failure::Upload(e)) => return Err(upload.abort(store::chain(&e)).await.into()),
             Err(Failure::Other(e)) => {
-                let err = upload.abort(e.to_string()).await;
-                tracing::debug!(error = %err, "Upload aborted after an earlier stage failed.");
+                match upload.abort(e.to_string()).await {
+                    store::Error::Upload {
+                        abort: store::AbortOutcome::Failed(why),
+                        key,
+                        ..
+                    } => {
+                        tracing::warn!(key, error = %why, "Aborting the partial upload failed; its parts stay until a bucket lifecycle rule with AbortIncompleteMultipartUpload removes them.")
+                    }
+                    other => {
+                        tracing::debug!(error = %other, "Upload aborted after an earlier stage failed.")
+                    }
+                }
                 return Err(e);
             }
         },

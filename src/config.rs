@@ -413,6 +413,9 @@ impl Validator<'_> {
                 ),
             )
         })?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(self.invalid(&raw.url, "storage.url", "credentials in the URL are refused (they would show up in logs and messages): use storage.s3.access_key_id_file/secret_access_key_file or the AWS environment"));
+        }
         match url.scheme() {
             "s3" => {
                 if url.host_str().unwrap_or("").is_empty() {
@@ -551,11 +554,12 @@ impl Validator<'_> {
                     && u.host_str().is_some()
                     && u.port_or_known_default().is_some()
             });
-            let Some(url) = url else {
+            let Some(url) = url.filter(|u| u.username().is_empty() && u.password().is_none())
+            else {
                 return Err(self.invalid(
                     e,
                     &format!("etcd.endpoints[{i}]"),
-                    format!("\"{text}\" is not an etcd client URL: use e.g. https://10.0.0.1:2379"),
+                    format!("\"{text}\" is not an etcd client URL without credentials: use e.g. https://10.0.0.1:2379"),
                 ));
             };
             if url.scheme() == "https" && raw.tls.is_none() {
@@ -697,6 +701,9 @@ mod tests {
                 "lifeboat.yaml:6:18: etcd.tls.ca_file: cannot read /nonexistent/ca.crt",
             ),
         ];
+        let cases = cases.into_iter().chain([
+            ("cluster: p\nstorage:\n  url: s3://AKIAX:s3cr3t@b/p\nencryption: {allow_unencrypted: true}\n", "lifeboat.yaml:3:8: storage.url: credentials in the URL are refused"),
+        ]);
         for (text, want) in cases {
             let got = parse(text).unwrap_err().to_string();
             assert!(got.starts_with(want), "\n got: {got}\nwant: {want}…");

@@ -394,7 +394,7 @@ impl Store {
     pub async fn resolve(&self, cluster: &str, kind: Kind, which: &str) -> Result<Manifest, Error> {
         if which == "latest" {
             let listing = self.list(cluster, kind).await?;
-            return listing
+            let latest = listing
                 .complete
                 .into_iter()
                 .last()
@@ -402,13 +402,31 @@ impl Store {
                     url: self.url.clone(),
                     cluster: cluster.to_string(),
                     kind,
-                });
+                })?;
+            for (id, reason) in &listing.unreadable {
+                if id.as_str() > latest.id.as_str() {
+                    tracing::warn!(skipped = %id, chosen = %latest.id, reason = %reason, "A newer backup's manifest cannot be read; using the newest readable one.");
+                }
+            }
+            return Ok(latest);
         }
         let id: BackupId = which.parse()?;
         let key = self
             .backup_dir(cluster, kind, id.as_str())
             .join(MANIFEST_NAME);
-        match self.read_manifest(&key).await {
+        let found = self.read_manifest(&key).await;
+        if let Ok(m) = &found
+            && (m.id != id || m.cluster != cluster || m.kind != kind)
+        {
+            return Err(Error::Manifest(manifest::Error::Invalid {
+                key: self.describe(&key),
+                reason: format!(
+                    "it describes backup {} of cluster {} ({}), not the directory it is in",
+                    m.id, m.cluster, m.kind
+                ),
+            }));
+        }
+        match found {
             Err(Error::Read { reason, .. }) if reason.starts_with("not found") => {
                 Err(Error::NoSuchBackup {
                     url: self.url.clone(),

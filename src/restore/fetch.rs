@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -128,6 +129,7 @@ pub async fn fetch(
     let stream = store.read_stream(&key).await?;
     let manifest = manifest.clone();
     let out = out.map(Path::to_path_buf);
+    let out_path = out.clone();
     let task = tokio::task::spawn_blocking(move || {
         let reader = Latch::new(SyncIoBridge::new(StreamReader::new(stream)));
         check_blocking(
@@ -139,10 +141,16 @@ pub async fn fetch(
             encrypted,
         )
     });
-    task.await.map_err(|e| Error::Download {
-        key: store.describe(&key),
-        received: 0,
-        reason: e.to_string(),
+    let partial = out_path.as_deref().map(partial_path);
+    task.await.map_err(|e| {
+        if let Some(tmp) = &partial {
+            let _ = std::fs::remove_file(tmp);
+        }
+        Error::Download {
+            key: store.describe(&key),
+            received: 0,
+            reason: e.to_string(),
+        }
     })?
 }
 
@@ -162,16 +170,28 @@ fn check_blocking<R: Read>(
         let mut sink = match out {
             Some(path) => {
                 let tmp = partial_path(path);
-                let file = File::create(&tmp).map_err(|source| Error::Output {
-                    path: tmp.clone(),
-                    source,
-                })?;
+                // The plain snapshot holds every Secret of the cluster: owner-only from the start.
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&tmp)
+                    .map_err(|source| Error::Output {
+                        path: tmp.clone(),
+                        source,
+                    })?;
                 partial = Some(tmp);
                 Sink::File(BufWriter::with_capacity(1 << 20, file))
             }
             None => Sink::Discard,
         };
-        let result = decode_into(&mut stored, manifest, identities, &mut sink);
+        let result = decode_into(
+            &mut stored,
+            manifest,
+            identities,
+            &mut sink,
+            partial.as_deref(),
+        );
         // Read whatever the decoder left unread so the stored hash covers the whole object.
         let _ = io::copy(&mut stored, &mut io::sink());
         Some((result, sink))
@@ -238,8 +258,10 @@ fn check_blocking<R: Read>(
                 source: e.into_error(),
             })
         })?;
+        // hard_link refuses to replace a file that appeared meanwhile; rename would not.
         file.sync_all()
-            .and_then(|_| std::fs::rename(tmp, path))
+            .and_then(|_| std::fs::hard_link(tmp, path))
+            .and_then(|_| std::fs::remove_file(tmp))
             .map_err(|source| {
                 cleanup(Error::Output {
                     path: path.to_path_buf(),
@@ -335,6 +357,7 @@ fn decode_into<R: Read>(
     manifest: &Manifest,
     identities: Option<&Identities>,
     sink: &mut Sink,
+    sink_path: Option<&Path>,
 ) -> Result<(u64, snapshot::Verified), DecodeFailure> {
     let mut plain = encode::decoder(stored, identities, &manifest.payload.encryption.recipients)
         .map_err(DecodeFailure::Open)?;
@@ -348,8 +371,9 @@ fn decode_into<R: Read>(
             Err(e) => return Err(DecodeFailure::Decompress(e)),
         };
         check.update(&buf[..n]);
-        sink.write_all(&buf[..n])
-            .map_err(|e| DecodeFailure::Write(PathBuf::from("output"), e))?;
+        sink.write_all(&buf[..n]).map_err(|e| {
+            DecodeFailure::Write(sink_path.unwrap_or(Path::new("output")).to_path_buf(), e)
+        })?;
     }
     let size = check.bytes_seen();
     let verified = check.finish().map_err(DecodeFailure::Integrity)?;

@@ -427,3 +427,40 @@ async fn tls_with_the_right_ca_works_and_a_mismatch_is_explained() {
     assert!(line.contains("ca_file"), "{line}");
     assert_eq!(lb.backup_ids().len(), 1, "the failed run adds nothing");
 }
+
+/// Regression: when a part upload failed while more encoded data was still coming, the uploader
+/// kept its channel open, the encoder and the etcd stream blocked on full channels, and the
+/// backup hung forever with etcd's read transaction open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_part_upload_does_not_hang_the_pipeline() {
+    let Some(bin) = require_version(Version::V35) else {
+        return;
+    };
+    let Some(moto_bin) = require_moto() else {
+        return;
+    };
+    let etcd = Etcd::start(Version::V35, &bin);
+    etcd.seed(800, 64 * 1024).await;
+    let moto = Moto::start(&moto_bin);
+    let proxy = Proxy::start(moto.port).await;
+    proxy.cut_up_after(1024 * 1024);
+    let endpoint = format!("http://127.0.0.1:{}", proxy.port);
+    let mut setup = Setup::new(s3(&moto, &endpoint), &etcd.client_url);
+    setup.retry_timeout = "1s".into();
+    setup.part_size_mib = 5;
+    setup.upload_concurrency = 1;
+    let lb = Lifeboat::new(setup);
+    let mut cmd = tokio::process::Command::from(lb.cmd());
+    cmd.args(["backup", "etcd"]).kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("the backup hung after its upload failed")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        error_line(&stderr).contains("uploading s3://backups/faults/"),
+        "{stderr}"
+    );
+    assert_eq!(moto.open_multipart_uploads("backups"), 0);
+}

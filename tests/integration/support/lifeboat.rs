@@ -35,6 +35,8 @@ pub struct Setup {
     pub etcd_timeout: String,
     pub retry_timeout: String,
     pub request_timeout: String,
+    pub part_size_mib: u32,
+    pub upload_concurrency: u32,
     pub extra: String,
 }
 
@@ -48,6 +50,8 @@ impl Setup {
             etcd_timeout: "10s".into(),
             retry_timeout: "5s".into(),
             request_timeout: "30s".into(),
+            part_size_mib: 8,
+            upload_concurrency: 4,
             extra: String::new(),
         }
     }
@@ -96,8 +100,11 @@ impl Lifeboat {
             ),
         };
         let storage = format!(
-            "{storage}  retry_timeout: {}\n  request_timeout: {}\n",
-            setup.retry_timeout, setup.request_timeout
+            "{storage}  retry_timeout: {}\n  request_timeout: {}\n  part_size_mib: {}\n  upload_concurrency: {}\n",
+            setup.retry_timeout,
+            setup.request_timeout,
+            setup.part_size_mib,
+            setup.upload_concurrency
         );
         let mut etcd = format!(
             "etcd:\n  endpoints: [{}]\n  timeout: {}\n",
