@@ -87,6 +87,16 @@ pub fn load_config(cli_config: &std::path::Path) -> anyhow::Result<lifeboat::con
     Ok(lifeboat::config::Config::load(cli_config)?)
 }
 
+/// Loads the age identity file given with `--identity`, if any, before anything is downloaded.
+pub fn load_identities(
+    path: Option<&std::path::Path>,
+) -> anyhow::Result<Option<std::sync::Arc<lifeboat::keys::Identities>>> {
+    Ok(path
+        .map(lifeboat::keys::Identities::load)
+        .transpose()?
+        .map(std::sync::Arc::new))
+}
+
 /// Opens the configured store.
 pub fn open_store(cfg: &lifeboat::config::Config) -> anyhow::Result<lifeboat::store::Store> {
     Ok(lifeboat::store::Store::open(&cfg.storage)?)

@@ -2,7 +2,6 @@
 //! `etcdutl snapshot restore` accepts. The file appears only when every check passed.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use clap::Subcommand;
 
@@ -31,12 +30,7 @@ pub struct EtcdArgs {
 pub async fn run(config: &Path, target: Target) -> anyhow::Result<()> {
     let Target::Etcd(args) = target;
     let cfg = super::load_config(config)?;
-    let identities = args
-        .identity
-        .as_deref()
-        .map(lifeboat::keys::Identities::load)
-        .transpose()?
-        .map(Arc::new);
+    let identities = super::load_identities(args.identity.as_deref())?;
     let store = super::open_store(&cfg)?;
     let manifest = store
         .resolve(&cfg.cluster, lifeboat::manifest::Kind::Etcd, &args.backup)

@@ -2,7 +2,6 @@
 //! `--identity`, also decrypt, decompress and check etcd's own hash.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::KindArg;
 
@@ -23,12 +22,7 @@ pub struct Args {
 /// Runs `verify`.
 pub async fn run(config: &Path, args: Args) -> anyhow::Result<()> {
     let cfg = super::load_config(config)?;
-    let identities = args
-        .identity
-        .as_deref()
-        .map(lifeboat::keys::Identities::load)
-        .transpose()?
-        .map(Arc::new);
+    let identities = super::load_identities(args.identity.as_deref())?;
     let store = super::open_store(&cfg)?;
     let manifest = store
         .resolve(&cfg.cluster, args.kind.into(), &args.backup)
