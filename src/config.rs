@@ -68,6 +68,118 @@ struct RawConfig {
     compression: RawCompression,
     /// The etcd cluster to snapshot. Needed by `backup etcd`.
     etcd: Option<RawEtcd>,
+    /// What `lifeboat serve` runs when, and how long backups are kept. One plan per kind.
+    #[serde(default)]
+    schedules: RawSchedules,
+    /// The HTTP server of `lifeboat serve` (/metrics, /healthz, /readyz).
+    #[serde(default)]
+    server: RawServer,
+    /// Only one replica runs the schedules: the holder of a Kubernetes Lease.
+    #[serde(default)]
+    leader_election: RawLeaderElection,
+    /// How to reach the Kubernetes API (leader election, resource exports).
+    #[serde(default)]
+    kubernetes: RawKubernetes,
+}
+
+/// `schedules:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedules {
+    /// The etcd snapshot plan.
+    etcd: Option<RawPlan>,
+}
+
+/// `schedules.<plan>:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlan {
+    /// Standard 5-field cron (`0 */6 * * *`), 6 fields with seconds first, or @hourly/@daily/
+    /// @weekly/@monthly/@yearly. Day-of-month and day-of-week are OR'ed as in standard cron.
+    cron: Spanned<String>,
+    /// IANA time zone the cron expression is read in, e.g. Europe/Berlin. Default UTC. Runs stay
+    /// at the same local time across daylight-saving changes.
+    time_zone: Option<Spanned<String>>,
+    /// Which complete backups to keep after each successful run (restic `forget` semantics;
+    /// max_age caps everything; the newest complete backup is never deleted). No retention
+    /// section: nothing is ever deleted.
+    retention: Option<Spanned<crate::retention::RetentionPolicy>>,
+    /// How often a failed run is retried before it counts as failed.
+    #[serde(default = "default_retries")]
+    retries: u32,
+    /// Wait before the first retry; doubles for each further one.
+    #[serde(default = "default_retry_backoff")]
+    retry_backoff: Spanned<String>,
+    /// Id directories without a manifest (crashed runs) older than this are deleted by retention.
+    #[serde(default = "default_sweep_after")]
+    sweep_incomplete_after: Spanned<String>,
+}
+
+/// `server:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    /// Address the HTTP server listens on.
+    #[serde(default = "default_listen")]
+    listen: Spanned<String>,
+    /// On SIGTERM, how long a running backup may take to finish before it is aborted.
+    #[serde(default = "default_shutdown_grace")]
+    shutdown_grace: Spanned<String>,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: default_listen(),
+            shutdown_grace: default_shutdown_grace(),
+        }
+    }
+}
+
+/// `leader_election:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLeaderElection {
+    /// Run schedules only while holding the Lease. Turn on when running more than one replica.
+    #[serde(default)]
+    enabled: bool,
+    /// Namespace of the Lease.
+    #[serde(default = "default_namespace")]
+    namespace: String,
+    /// Name of the Lease.
+    #[serde(default = "default_lease_name")]
+    lease_name: String,
+    /// How long a Lease stays valid without renewal; a standby takes over after that.
+    #[serde(default = "default_lease_duration")]
+    lease_duration: Spanned<String>,
+    /// How often the leader renews (and a standby retries). Must be under lease_duration.
+    #[serde(default = "default_renew_interval")]
+    renew_interval: Spanned<String>,
+    /// This replica's name in the Lease. Default: $POD_NAME, then the host name.
+    identity: Option<String>,
+}
+
+impl Default for RawLeaderElection {
+    fn default() -> Self {
+        RawLeaderElection {
+            enabled: false,
+            namespace: default_namespace(),
+            lease_name: default_lease_name(),
+            lease_duration: default_lease_duration(),
+            renew_interval: default_renew_interval(),
+            identity: None,
+        }
+    }
+}
+
+/// `kubernetes:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKubernetes {
+    /// A kubeconfig file. Default: the in-cluster service account, then KUBECONFIG/~/.kube/config.
+    kubeconfig: Option<Spanned<String>>,
+    /// The kubeconfig context to use. Default: its current context.
+    context: Option<String>,
 }
 
 /// `storage:`
@@ -179,6 +291,33 @@ fn unlocated<T>(value: T) -> Spanned<T> {
         serde_saphyr::Location::UNKNOWN,
     )
 }
+fn default_retries() -> u32 {
+    2
+}
+fn default_retry_backoff() -> Spanned<String> {
+    unlocated("30s".to_string())
+}
+fn default_sweep_after() -> Spanned<String> {
+    unlocated("24h".to_string())
+}
+fn default_listen() -> Spanned<String> {
+    unlocated("0.0.0.0:9464".to_string())
+}
+fn default_shutdown_grace() -> Spanned<String> {
+    unlocated("60s".to_string())
+}
+fn default_namespace() -> String {
+    "lifeboat".to_string()
+}
+fn default_lease_name() -> String {
+    "lifeboat".to_string()
+}
+fn default_lease_duration() -> Spanned<String> {
+    unlocated("15s".to_string())
+}
+fn default_renew_interval() -> Spanned<String> {
+    unlocated("5s".to_string())
+}
 fn default_part_size_mib() -> Spanned<u64> {
     unlocated(8)
 }
@@ -217,6 +356,66 @@ pub struct Config {
     pub compression_level: i32,
     /// The etcd cluster, when configured.
     pub etcd: Option<Etcd>,
+    /// The plans `serve` runs.
+    pub plans: Vec<Plan>,
+    /// `serve`'s HTTP server.
+    pub server: Server,
+    /// Lease-based leader election, when enabled.
+    pub leader_election: Option<LeaderElection>,
+    /// Kubernetes access.
+    pub kubernetes: Kubernetes,
+}
+
+/// A validated schedule: what runs when, and what is kept.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The plan's name, also its metric label (`etcd`).
+    pub name: String,
+    /// The kind of backup it takes.
+    pub kind: crate::manifest::Kind,
+    /// When it runs.
+    pub schedule: crate::plan::Schedule,
+    /// What retention keeps; `None` keeps everything.
+    pub retention: Option<crate::retention::RetentionPolicy>,
+    /// Retries of a failed run.
+    pub retries: u32,
+    /// First retry delay (doubles).
+    pub retry_backoff: Duration,
+    /// Age after which manifest-less id directories are swept.
+    pub sweep_incomplete_after: Duration,
+}
+
+/// Validated `server:`.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Listen address.
+    pub listen: std::net::SocketAddr,
+    /// Grace period for a running backup on SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// Validated `leader_election:` (only when enabled).
+#[derive(Debug, Clone)]
+pub struct LeaderElection {
+    /// Lease namespace.
+    pub namespace: String,
+    /// Lease name.
+    pub lease_name: String,
+    /// Lease validity without renewal.
+    pub lease_duration: Duration,
+    /// Renewal / retry period.
+    pub renew_interval: Duration,
+    /// This replica's identity.
+    pub identity: String,
+}
+
+/// Validated `kubernetes:`.
+#[derive(Debug, Clone, Default)]
+pub struct Kubernetes {
+    /// Explicit kubeconfig file.
+    pub kubeconfig: Option<PathBuf>,
+    /// Explicit context.
+    pub context: Option<String>,
 }
 
 /// Validated `storage:`.
@@ -373,6 +572,26 @@ impl Validator<'_> {
             ));
         }
         let etcd = raw.etcd.map(|e| self.etcd(e)).transpose()?;
+        let mut plans = Vec::new();
+        if let Some(p) = raw.schedules.etcd {
+            if etcd.is_none() {
+                return Err(self.invalid(
+                    &p.cron,
+                    "schedules.etcd",
+                    "an etcd schedule needs an etcd section: add etcd.endpoints",
+                ));
+            }
+            plans.push(self.plan("etcd", crate::manifest::Kind::Etcd, p)?);
+        }
+        let server = self.server(raw.server)?;
+        let leader_election = self.leader_election(raw.leader_election)?;
+        let kubernetes = Kubernetes {
+            kubeconfig: match raw.kubernetes.kubeconfig {
+                Some(k) => Some(self.readable(&k, "kubernetes.kubeconfig")?),
+                None => None,
+            },
+            context: raw.kubernetes.context,
+        };
         Ok(Config {
             path: self.path.to_path_buf(),
             cluster,
@@ -380,7 +599,107 @@ impl Validator<'_> {
             encryption,
             compression_level: level as i32,
             etcd,
+            plans,
+            server,
+            leader_election,
+            kubernetes,
         })
+    }
+
+    fn plan(&self, name: &str, kind: crate::manifest::Kind, raw: RawPlan) -> Result<Plan, Error> {
+        let field = |f: &str| format!("schedules.{name}.{f}");
+        let zone = raw
+            .time_zone
+            .as_ref()
+            .map(|z| z.value.as_str())
+            .unwrap_or("UTC");
+        let schedule = crate::plan::Schedule::parse(&raw.cron.value, zone).map_err(|e| {
+            let at = match (&e, &raw.time_zone) {
+                (crate::plan::Error::UnknownTimeZone { .. }, Some(z)) => {
+                    (z.referenced.line(), z.referenced.column())
+                }
+                _ => (raw.cron.referenced.line(), raw.cron.referenced.column()),
+            };
+            Error::Invalid {
+                path: self.path.to_path_buf(),
+                line: at.0.max(1),
+                column: at.1.max(1),
+                field: field(if matches!(e, crate::plan::Error::UnknownTimeZone { .. }) {
+                    "time_zone"
+                } else {
+                    "cron"
+                }),
+                message: e.to_string(),
+            }
+        })?;
+        let retention = match raw.retention {
+            Some(r) => {
+                r.value
+                    .validate()
+                    .map_err(|e| self.invalid(&r, &field("retention"), e.to_string()))?;
+                Some(r.value)
+            }
+            None => None,
+        };
+        Ok(Plan {
+            name: name.to_string(),
+            kind,
+            schedule,
+            retention,
+            retries: raw.retries,
+            retry_backoff: self.duration(&raw.retry_backoff, &field("retry_backoff"))?,
+            sweep_incomplete_after: self.duration(
+                &raw.sweep_incomplete_after,
+                &field("sweep_incomplete_after"),
+            )?,
+        })
+    }
+
+    fn server(&self, raw: RawServer) -> Result<Server, Error> {
+        let listen = raw.listen.value.parse().map_err(|e| {
+            self.invalid(
+                &raw.listen,
+                "server.listen",
+                format!(
+                    "\"{}\" is not an address:port ({e}): use e.g. 0.0.0.0:9464",
+                    raw.listen.value
+                ),
+            )
+        })?;
+        Ok(Server {
+            listen,
+            shutdown_grace: self.duration(&raw.shutdown_grace, "server.shutdown_grace")?,
+        })
+    }
+
+    fn leader_election(&self, raw: RawLeaderElection) -> Result<Option<LeaderElection>, Error> {
+        if !raw.enabled {
+            return Ok(None);
+        }
+        let lease_duration =
+            self.duration(&raw.lease_duration, "leader_election.lease_duration")?;
+        let renew_interval =
+            self.duration(&raw.renew_interval, "leader_election.renew_interval")?;
+        if renew_interval * 2 > lease_duration {
+            return Err(self.invalid(&raw.renew_interval, "leader_election.renew_interval", "renew at least twice per lease_duration (e.g. 5s for 15s), or the lease lapses between renewals"));
+        }
+        let identity = raw
+            .identity
+            .or_else(|| std::env::var("POD_NAME").ok())
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+            })
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(|| format!("lifeboat-{}", std::process::id()));
+        Ok(Some(LeaderElection {
+            namespace: raw.namespace,
+            lease_name: raw.lease_name,
+            lease_duration,
+            renew_interval,
+            identity,
+        }))
     }
 
     fn cluster(&self, name: &Spanned<String>) -> Result<String, Error> {

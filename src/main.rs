@@ -39,11 +39,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => cli::verify::run(&cli.config, args).await,
         Command::Restore(target) => cli::restore::run(&cli.config, target).await,
         Command::Keygen(args) => cli::keygen::run(args),
+        Command::Serve => cli::serve::run(&cli.config).await,
+        Command::Prune(args) => cli::prune::run(&cli.config, args).await,
+        Command::Schedule(args) => cli::schedule::run(&cli.config, args),
     }
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("LIFEBOAT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("LIFEBOAT_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,tokio_cron_scheduler=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

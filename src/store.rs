@@ -359,9 +359,21 @@ impl Store {
             entry.2 = entry.2.max(meta.last_modified);
         }
         let mut listing = Listing::default();
-        let manifests = futures::stream::iter(by_id.iter().filter(|(_, v)| v.0).map(|(id, _)| {
-            let key = dir.clone().join(id.as_str()).join(MANIFEST_NAME);
-            async move { (id.clone(), self.read_manifest(&key).await) }
+        // Each future owns its store handle and strings: futures that borrow from a closure
+        // make the whole listing non-Send for spawned tasks.
+        let wanted: Vec<(String, Path)> = by_id
+            .iter()
+            .filter(|(_, v)| v.0)
+            .map(|(id, _)| {
+                (
+                    id.clone(),
+                    dir.clone().join(id.as_str()).join(MANIFEST_NAME),
+                )
+            })
+            .collect();
+        let manifests = futures::stream::iter(wanted.into_iter().map(|(id, key)| {
+            let store = self.clone();
+            async move { (id, store.read_manifest(&key).await) }
         }))
         .buffered(8)
         .collect::<Vec<_>>()
@@ -478,6 +490,19 @@ impl Store {
                 std::io::Error::other(format!("reading {described} failed: {}", chain(&e)))
             })
             .boxed())
+    }
+
+    /// Every object key under `dir` (used by retention).
+    pub fn list_objects(&self, dir: &Path) -> BoxStream<'static, Result<Path, Error>> {
+        let url = self.url.clone();
+        self.inner
+            .list(Some(dir))
+            .map_ok(|meta| meta.location)
+            .map_err(move |e| Error::Unreachable {
+                url: url.clone(),
+                reason: chain(&e),
+            })
+            .boxed()
     }
 
     /// Deletes one object (used by retention and tests).

@@ -45,6 +45,6 @@ pub async fn cancel_on_signal(token: CancellationToken) {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    tracing::warn!("Signal received: aborting the running backup.");
+    tracing::warn!("Signal received: stopping.");
     token.cancel();
 }

@@ -7,7 +7,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub mod backup;
 pub mod keygen;
 pub mod list;
+pub mod prune;
 pub mod restore;
+pub mod schedule;
+pub mod serve;
 pub mod verify;
 
 /// lifeboat keeps Kubernetes clusters recoverable: encrypted etcd snapshots in object storage,
@@ -80,6 +83,12 @@ pub enum Command {
     Restore(restore::Target),
     /// Generate an age X25519 key pair for encryption.recipients.
     Keygen(keygen::Args),
+    /// Run as a service: scheduled backups, retention, /metrics, /healthz, /readyz.
+    Serve,
+    /// Apply retention now (or show with --dry-run what it would delete, and why).
+    Prune(prune::Args),
+    /// Show when each plan runs next.
+    Schedule(schedule::Args),
 }
 
 /// Loads the configuration named on the command line.

@@ -9,4 +9,5 @@ mod etcd_yaml;
 mod faults;
 mod kube_api_server;
 mod roundtrip;
+mod service;
 mod standard_tools;

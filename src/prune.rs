@@ -1,0 +1,123 @@
+//! Applying retention to a store: list, let the pure `retention` decide, then delete. Deleting a
+//! backup removes its manifest first, so it stops being a backup before its payload goes; a
+//! leftover payload is an incomplete id directory that the sweep removes later.
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+
+use crate::config::Plan;
+use crate::manifest::MANIFEST_NAME;
+use crate::retention::{
+    self, Action, Decision, IncompleteEntry, ListedBackup, RetentionPolicy, SweepAction,
+    SweepListing, SweepVerdict,
+};
+use crate::store::{self, Store};
+
+/// What a prune decided and did.
+#[derive(Debug)]
+pub struct Report {
+    /// Keep/delete for every complete backup, with reasons (empty without a policy).
+    pub decision: Decision,
+    /// Sweep verdicts for id directories without a manifest.
+    pub sweep: Vec<SweepVerdict>,
+    /// Backups actually deleted (0 on a dry run).
+    pub deleted: usize,
+    /// Incomplete id directories actually removed.
+    pub swept: usize,
+    /// Complete backups left in the store.
+    pub remaining: usize,
+}
+
+/// Decides retention for one cluster and plan and, unless `dry_run`, deletes what it says.
+/// A failed listing deletes nothing. A plan without a retention policy deletes no backup (but
+/// still sweeps crashed runs).
+pub async fn prune(
+    store: &Store,
+    cluster: &str,
+    plan: &Plan,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<Report, store::Error> {
+    let kind = plan.kind;
+    let policy: Option<&RetentionPolicy> = plan.retention.as_ref();
+    let tz = plan.schedule.time_zone();
+    let sweep_after = plan.sweep_incomplete_after;
+    let listing = store.list(cluster, kind).await?;
+    let backups = listing
+        .complete
+        .iter()
+        .map(|m| ListedBackup {
+            id: m.id.to_string(),
+            time: m.started_at,
+            has_manifest: true,
+        })
+        .collect();
+    let decision = match policy {
+        Some(policy) => retention::decide(
+            &retention::Listing {
+                complete: true,
+                backups,
+            },
+            policy,
+            now,
+            tz,
+        ),
+        None => Decision { verdicts: vec![] },
+    };
+    let sweep = retention::sweep_incomplete(
+        &SweepListing {
+            complete: true,
+            entries: listing
+                .incomplete
+                .iter()
+                .map(|i| IncompleteEntry {
+                    id: i.id.clone(),
+                    newest_object: i.newest,
+                })
+                .collect(),
+        },
+        now,
+        sweep_after,
+    );
+    let mut report = Report {
+        remaining: listing.complete.len(),
+        decision,
+        sweep,
+        deleted: 0,
+        swept: 0,
+    };
+    if dry_run {
+        return Ok(report);
+    }
+    for verdict in report
+        .decision
+        .verdicts
+        .iter()
+        .filter(|v| v.action == Action::Delete)
+    {
+        let dir = store.backup_dir(cluster, kind, &verdict.id);
+        store.delete(&dir.clone().join(MANIFEST_NAME)).await?;
+        delete_dir(store, &dir).await?;
+        report.deleted += 1;
+        report.remaining -= 1;
+        tracing::info!(backup_id = %verdict.id, reason = %verdict.explain(), "Backup deleted by retention.");
+    }
+    for verdict in report
+        .sweep
+        .iter()
+        .filter(|v| v.action == SweepAction::Sweep)
+    {
+        delete_dir(store, &store.backup_dir(cluster, kind, &verdict.id)).await?;
+        report.swept += 1;
+        tracing::info!(id = %verdict.id, reason = %verdict.reason, "Incomplete backup directory swept.");
+    }
+    Ok(report)
+}
+
+async fn delete_dir(store: &Store, dir: &object_store::path::Path) -> Result<(), store::Error> {
+    let objects: Vec<_> = store.list_objects(dir).try_collect().await?;
+    for key in objects {
+        store.delete(&key).await?;
+    }
+    Ok(())
+}
