@@ -70,16 +70,16 @@ struct RawConfig {
     etcd: Option<RawEtcd>,
     /// What `lifeboat serve` runs when, and how long backups are kept. One plan per kind.
     #[serde(default)]
-    schedules: RawSchedules,
+    schedules: Option<RawSchedules>,
     /// The HTTP server of `lifeboat serve` (/metrics, /healthz, /readyz).
     #[serde(default)]
-    server: RawServer,
+    server: Option<RawServer>,
     /// Only one replica runs the schedules: the holder of a Kubernetes Lease.
     #[serde(default)]
-    leader_election: RawLeaderElection,
+    leader_election: Option<RawLeaderElection>,
     /// How to reach the Kubernetes API (leader election, resource exports).
     #[serde(default)]
-    kubernetes: RawKubernetes,
+    kubernetes: Option<RawKubernetes>,
 }
 
 /// `schedules:`
@@ -573,7 +573,7 @@ impl Validator<'_> {
         }
         let etcd = raw.etcd.map(|e| self.etcd(e)).transpose()?;
         let mut plans = Vec::new();
-        if let Some(p) = raw.schedules.etcd {
+        if let Some(p) = raw.schedules.unwrap_or_default().etcd {
             if etcd.is_none() {
                 return Err(self.invalid(
                     &p.cron,
@@ -583,14 +583,15 @@ impl Validator<'_> {
             }
             plans.push(self.plan("etcd", crate::manifest::Kind::Etcd, p)?);
         }
-        let server = self.server(raw.server)?;
-        let leader_election = self.leader_election(raw.leader_election)?;
+        let server = self.server(raw.server.unwrap_or_default())?;
+        let leader_election = self.leader_election(raw.leader_election.unwrap_or_default())?;
+        let raw_kubernetes = raw.kubernetes.unwrap_or_default();
         let kubernetes = Kubernetes {
-            kubeconfig: match raw.kubernetes.kubeconfig {
+            kubeconfig: match raw_kubernetes.kubeconfig {
                 Some(k) => Some(self.readable(&k, "kubernetes.kubeconfig")?),
                 None => None,
             },
-            context: raw.kubernetes.context,
+            context: raw_kubernetes.context,
         };
         Ok(Config {
             path: self.path.to_path_buf(),
@@ -1022,6 +1023,12 @@ mod tests {
         ];
         let cases = cases.into_iter().chain([
             ("cluster: p\nstorage:\n  url: s3://AKIAX:s3cr3t@b/p\nencryption: {allow_unencrypted: true}\n", "lifeboat.yaml:3:8: storage.url: credentials in the URL are refused"),
+            ("cluster: p\nstorage: {url: s3://b}\nencryption: {allow_unencrypted: true}\netcd: {endpoints: [http://e:2379]}\nschedules:\n  etcd:\n    cron: \"0 */6 * *\"\n", "lifeboat.yaml:7:11: schedules.etcd.cron: cron expression \"0 */6 * *\" has 4 fields"),
+            ("cluster: p\nstorage: {url: s3://b}\nencryption: {allow_unencrypted: true}\netcd: {endpoints: [http://e:2379]}\nschedules:\n  etcd:\n    cron: \"@daily\"\n    time_zone: Europe/Berlni\n", "lifeboat.yaml:8:16: schedules.etcd.time_zone:"),
+            ("cluster: p\nstorage: {url: s3://b}\nencryption: {allow_unencrypted: true}\netcd: {endpoints: [http://e:2379]}\nschedules:\n  etcd:\n    cron: \"@daily\"\n    retention: {keep_last: 0}\n", "lifeboat.yaml:8:16: schedules.etcd.retention: retention keeps no backup"),
+            ("cluster: p\nstorage: {url: s3://b}\nencryption: {allow_unencrypted: true}\nschedules:\n  etcd:\n    cron: \"@daily\"\n", "lifeboat.yaml:6:11: schedules.etcd: an etcd schedule needs an etcd section"),
+            ("cluster: p\nstorage: {url: s3://b}\nencryption: {allow_unencrypted: true}\nserver: {listen: localhost}\n", "lifeboat.yaml:4:18: server.listen: \"localhost\" is not an address:port"),
+            ("cluster: p\nstorage: {url: s3://b}\nencryption: {allow_unencrypted: true}\nleader_election: {enabled: true, lease_duration: 10s, renew_interval: 8s}\n", "lifeboat.yaml:4:71: leader_election.renew_interval: renew at least twice"),
         ]);
         for (text, want) in cases {
             let got = parse(text).unwrap_err().to_string();
