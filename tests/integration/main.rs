@@ -5,6 +5,7 @@
 mod support;
 
 mod config_examples;
+mod deploy;
 mod etcd_yaml;
 mod faults;
 mod kube_api_server;
