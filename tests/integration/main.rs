@@ -8,6 +8,7 @@ mod config_examples;
 mod deploy;
 mod etcd_yaml;
 mod faults;
+mod prometheus;
 mod kube_api_server;
 mod roundtrip;
 mod service;
