@@ -179,6 +179,9 @@ pub struct EtcdSource {
     pub db_size: u64,
     /// The sha256 that etcd appended to the snapshot, hex, verified while streaming.
     pub snapshot_sha256: String,
+    /// Number of keys at `revision`, counted just before the snapshot (drills compare it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_count: Option<u64>,
 }
 
 /// The single stored object of a backup and how to turn it back into plain bytes.
@@ -279,6 +282,7 @@ mod tests {
                 revision: 1234,
                 db_size: 20480,
                 snapshot_sha256: "ab".repeat(32),
+                key_count: Some(42),
             }),
             payload: Payload {
                 name: "snapshot.db.zst.age".into(),

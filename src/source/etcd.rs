@@ -90,6 +90,8 @@ pub struct Status {
     pub revision: i64,
     /// Database size on disk.
     pub db_size: i64,
+    /// Keys at `revision`.
+    pub key_count: Option<u64>,
 }
 
 impl Status {
@@ -103,6 +105,7 @@ impl Status {
             revision: self.revision,
             db_size: verified.db_size,
             snapshot_sha256: verified.sha256,
+            key_count: self.key_count,
         }
     }
 }
@@ -158,12 +161,28 @@ async fn connect_one(
             .await
             .map_err(failed)?;
         let status = client.status().await.map_err(failed)?;
-        Ok::<_, Error>((client, status))
+        // The number of keys at exactly that revision, so a restore drill can compare.
+        let revision = status.header().map(|h| h.revision()).unwrap_or_default();
+        let count = client
+            .get(
+                "\0",
+                Some(
+                    etcd_client::GetOptions::new()
+                        .with_from_key()
+                        .with_count_only()
+                        .with_revision(revision),
+                ),
+            )
+            .await
+            .map(|r| r.count().max(0) as u64)
+            .ok();
+        Ok::<_, Error>((client, status, count))
     };
-    let (client, status) = timeout(limit, attempt).await.map_err(|_| Error::Timeout {
-        endpoint: ep.clone(),
-        timeout: limit,
-    })??;
+    let (client, status, key_count) =
+        timeout(limit, attempt).await.map_err(|_| Error::Timeout {
+            endpoint: ep.clone(),
+            timeout: limit,
+        })??;
     let header = status.header();
     Ok(Member {
         client,
@@ -175,6 +194,7 @@ async fn connect_one(
             member_id: header.map(|h| h.member_id()).unwrap_or_default(),
             revision: header.map(|h| h.revision()).unwrap_or_default(),
             db_size: status.db_size(),
+            key_count,
         },
     })
 }
@@ -205,6 +225,15 @@ fn classify(endpoint: &str, e: &etcd_client::Error) -> Error {
 }
 
 impl Member {
+    /// A linearizable read: succeeds only when the cluster has a leader and quorum.
+    pub async fn linearizable_read(mut self) -> Result<(), String> {
+        timeout(self.timeout, self.client.get("lifeboat-health", None))
+            .await
+            .map_err(|_| format!("no answer within {:?}", self.timeout))?
+            .map(|_| ())
+            .map_err(|e| chain(&e))
+    }
+
     /// Streams the snapshot into `out`, verifying etcd's trailing hash as it goes. A stall
     /// longer than the configured timeout, a broken stream or a bad hash fail the snapshot.
     pub async fn stream_snapshot(

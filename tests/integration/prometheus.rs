@@ -17,25 +17,48 @@ fn repo(p: &str) -> std::path::PathBuf {
 /// Writes the PrometheusRule's spec as a plain rules file and returns its path.
 fn generated_rules(dir: &Path) -> std::path::PathBuf {
     let out = dir.join("lifeboat-rules.yaml");
-    run_ok(Command::new("python3").arg(repo("tests/prometheus/extract.py")).arg(&out).arg(repo("deploy/prometheus-rules.yaml")));
+    run_ok(
+        Command::new("python3")
+            .arg(repo("tests/prometheus/extract.py"))
+            .arg(&out)
+            .arg(repo("deploy/prometheus-rules.yaml")),
+    );
     out
 }
 
 #[test]
 fn the_alert_rules_pass_promtool_and_their_unit_tests() {
-    let Some(promtool) = require("promtool (apt-get install prometheus)", which("promtool")) else { return };
+    let Some(promtool) = require("promtool (apt-get install prometheus)", which("promtool")) else {
+        return;
+    };
     let dir = crate::support::tempdir();
     let rules = generated_rules(dir.path());
     run_ok(Command::new(&promtool).args(["check", "rules"]).arg(&rules));
     // The unit tests name the generated file relative to themselves.
-    run_ok(Command::new("python3").arg(repo("tests/prometheus/extract.py")).arg(repo("tests/prometheus/lifeboat-rules.generated.yaml")).arg(repo("deploy/prometheus-rules.yaml")));
-    run_ok(Command::new(&promtool).args(["test", "rules"]).arg(repo("tests/prometheus/rules_test.yaml")));
+    run_ok(
+        Command::new("python3")
+            .arg(repo("tests/prometheus/extract.py"))
+            .arg(repo("tests/prometheus/lifeboat-rules.generated.yaml"))
+            .arg(repo("deploy/prometheus-rules.yaml")),
+    );
+    run_ok(
+        Command::new(&promtool)
+            .args(["test", "rules"])
+            .arg(repo("tests/prometheus/rules_test.yaml")),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_scraping_lifeboat_fills_every_dashboard_panel() {
-    let Some(bin) = require_version(Version::V35) else { return };
-    let Some(prometheus) = require("prometheus (apt-get install prometheus)", which("prometheus")) else { return };
+    let Some(bin) = require_version(Version::V35) else {
+        return;
+    };
+    let Some(prometheus) = require(
+        "prometheus (apt-get install prometheus)",
+        which("prometheus"),
+    ) else {
+        return;
+    };
     let etcd = Etcd::start(Version::V35, &bin);
     etcd.seed(20, 4096).await;
     let store = crate::support::tempdir();
@@ -47,7 +70,13 @@ async fn a_real_prometheus_scraping_lifeboat_fills_every_dashboard_panel() {
     let lb = Lifeboat::new(setup);
     let log = std::fs::File::create(lb.path("serve.log")).unwrap();
     let mut serve = tokio::process::Command::from(lb.cmd());
-    let mut serve = serve.arg("serve").stdout(Stdio::null()).stderr(log).kill_on_drop(true).spawn().unwrap();
+    let mut serve = serve
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
 
     let prom_dir = crate::support::tempdir();
     let rules = generated_rules(prom_dir.path());
@@ -63,7 +92,10 @@ async fn a_real_prometheus_scraping_lifeboat_fills_every_dashboard_panel() {
     .unwrap();
     let mut prom = tokio::process::Command::new(&prometheus)
         .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", prom_dir.path().join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            prom_dir.path().join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(prom_dir.path().join("prometheus.log")).unwrap())
@@ -73,15 +105,26 @@ async fn a_real_prometheus_scraping_lifeboat_fills_every_dashboard_panel() {
 
     // Backups happen and Prometheus sees them.
     let start = Instant::now();
-    let successes = "lifeboat_backup_runs_total{cluster=\"test-cluster\",plan=\"etcd\",result=\"success\"}";
+    let successes =
+        "lifeboat_backup_runs_total{cluster=\"test-cluster\",plan=\"etcd\",result=\"success\"}";
     loop {
-        let seen = http_get(port, "/metrics").and_then(|(_, t)| metric(&t, successes)).unwrap_or(0.0);
-        let scraped = http_get(prom_port, "/api/v1/query?query=count_over_time(lifeboat_build_info%5B1m%5D)")
-            .is_some_and(|(s, body)| s == 200 && body.contains("\"value\":[") && !body.contains("\"result\":[]"));
+        let seen = http_get(port, "/metrics")
+            .and_then(|(_, t)| metric(&t, successes))
+            .unwrap_or(0.0);
+        let scraped = http_get(
+            prom_port,
+            "/api/v1/query?query=count_over_time(lifeboat_build_info%5B1m%5D)",
+        )
+        .is_some_and(|(s, body)| {
+            s == 200 && body.contains("\"value\":[") && !body.contains("\"result\":[]")
+        });
         if seen >= 3.0 && scraped && start.elapsed() > Duration::from_secs(15) {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(90), "no backups or no scrapes yet (runs: {seen})");
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "no backups or no scrapes yet (runs: {seen})"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let out = Command::new("python3")
@@ -97,8 +140,16 @@ async fn a_real_prometheus_scraping_lifeboat_fills_every_dashboard_panel() {
     );
     // The healthy service fires none of the backup alerts.
     let (_, alerts) = http_get(prom_port, "/api/v1/alerts").unwrap();
-    for name in ["LifeboatBackupStale", "LifeboatBackupFailing", "LifeboatNoBackupStored", "LifeboatNoLeader"] {
-        assert!(!alerts.contains(name), "{name} is active on a healthy service: {alerts}");
+    for name in [
+        "LifeboatBackupStale",
+        "LifeboatBackupFailing",
+        "LifeboatNoBackupStored",
+        "LifeboatNoLeader",
+    ] {
+        assert!(
+            !alerts.contains(name),
+            "{name} is active on a healthy service: {alerts}"
+        );
     }
     let _ = prom.kill().await;
     let pid = serve.id().unwrap().to_string();
