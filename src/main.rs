@@ -37,7 +37,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup(target) => cli::backup::run(&cli.config, target).await,
         Command::List(args) => cli::list::run(&cli.config, args).await,
         Command::Verify(args) => cli::verify::run(&cli.config, args).await,
-        Command::Restore(target) => cli::restore::run(&cli.config, target).await,
+        Command::Restore(target) => cli::restore::run(&cli.config, *target).await,
         Command::Keygen(args) => cli::keygen::run(args),
         Command::Serve => cli::serve::run(&cli.config).await,
         Command::Prune(args) => cli::prune::run(&cli.config, args).await,

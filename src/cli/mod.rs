@@ -80,7 +80,7 @@ pub enum Command {
     Verify(verify::Args),
     /// Get a backup back.
     #[command(subcommand)]
-    Restore(restore::Target),
+    Restore(Box<restore::Target>),
     /// Generate an age X25519 key pair for encryption.recipients.
     Keygen(keygen::Args),
     /// Run as a service: scheduled backups, retention, /metrics, /healthz, /readyz.

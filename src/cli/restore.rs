@@ -1,29 +1,71 @@
-//! `lifeboat restore etcd --to-file`: download, verify, decrypt and write a plain snapshot that
-//! `etcdutl snapshot restore` accepts. The file appears only when every check passed.
+//! `lifeboat restore etcd`: either write a verified plain snapshot (`--to-file`), or run the
+//! guided restore of a kubeadm control-plane node (download and verify, show the plan and the
+//! etcd.yaml diff, stop the control plane, restore into a new data dir, regenerate etcd.yaml,
+//! wait for etcd, bring kube-apiserver back).
 
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
+use anyhow::{Context, bail};
 use clap::Subcommand;
+use lifeboat::restore::etcdutl::Tool;
+use lifeboat::restore::guided;
 
 /// What to restore.
 #[derive(Debug, Subcommand)]
 pub enum Target {
-    /// An etcd snapshot.
+    /// An etcd snapshot: to a file, or the guided restore of this control-plane node.
     Etcd(EtcdArgs),
 }
 
 /// Arguments of `restore etcd`.
 #[derive(Debug, clap::Args)]
 pub struct EtcdArgs {
-    /// `latest` or a backup id from `lifeboat list`.
-    #[arg(long, default_value = "latest")]
-    pub backup: String,
+    /// `latest` or a backup id from `lifeboat list` (default: latest).
+    #[arg(long, conflicts_with = "snapshot")]
+    pub backup: Option<String>,
+    /// Use this plain snapshot file (e.g. from `--to-file` or `etcdctl snapshot save`) instead
+    /// of downloading a backup. Its etcd hash is checked first.
+    #[arg(long)]
+    pub snapshot: Option<PathBuf>,
     /// age identity file whose public key is among the backup's recipients.
     #[arg(long, short)]
     pub identity: Option<PathBuf>,
-    /// Write the plain snapshot here (must not exist yet).
+    /// Only write the verified plain snapshot here (must not exist yet) and stop.
+    #[arg(long, conflicts_with_all = ["snapshot", "dry_run", "yes"])]
+    pub to_file: Option<PathBuf>,
+    /// kubeadm's etcd static-pod manifest.
+    #[arg(long, default_value = "/etc/kubernetes/manifests/etcd.yaml")]
+    pub manifest: PathBuf,
+    /// The new data directory (default: etcd-restore-<id> beside the current one).
     #[arg(long)]
-    pub to_file: PathBuf,
+    pub data_dir: Option<PathBuf>,
+    /// The new --initial-cluster-token (default: etcd-cluster-<id>). Every member of a
+    /// multi-member restore must use the same one.
+    #[arg(long)]
+    pub cluster_token: Option<String>,
+    /// This member's name (default: the manifest's --name).
+    #[arg(long)]
+    pub member_name: Option<String>,
+    /// Where the original manifests are moved (default: lifeboat-restore-<time> beside the
+    /// manifests directory).
+    #[arg(long)]
+    pub backup_dir: Option<PathBuf>,
+    /// etcdutl (or etcd 3.4's etcdctl) to restore with (default: from PATH).
+    #[arg(long)]
+    pub etcdutl: Option<PathBuf>,
+    /// How long to wait for etcd to stop and to come back.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
+    /// Download, verify and show the plan and the etcd.yaml diff; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation (for scripts).
+    #[arg(long, short)]
+    pub yes: bool,
 }
 
 /// Runs `restore`.
@@ -31,18 +73,234 @@ pub async fn run(config: &Path, target: Target) -> anyhow::Result<()> {
     let Target::Etcd(args) = target;
     let cfg = super::load_config(config)?;
     let identities = super::load_identities(args.identity.as_deref())?;
-    let store = super::open_store(&cfg)?;
-    let manifest = store
-        .resolve(&cfg.cluster, lifeboat::manifest::Kind::Etcd, &args.backup)
-        .await?;
-    let outcome =
-        lifeboat::restore::fetch(&store, &manifest, identities, Some(&args.to_file)).await?;
-    println!(
-        "Wrote backup {} to {} ({} bytes, etcd hash verified). Next: etcdutl snapshot restore {} --data-dir <new dir> ...",
-        manifest.id,
-        args.to_file.display(),
-        outcome.plain_size,
-        args.to_file.display()
-    );
+    if let Some(to_file) = &args.to_file {
+        let store = super::open_store(&cfg)?;
+        let which = args.backup.as_deref().unwrap_or("latest");
+        let manifest = store
+            .resolve(&cfg.cluster, lifeboat::manifest::Kind::Etcd, which)
+            .await?;
+        let outcome =
+            lifeboat::restore::fetch(&store, &manifest, identities, Some(to_file)).await?;
+        println!(
+            "Wrote backup {} to {} ({} bytes, etcd hash verified). Next: lifeboat restore etcd --snapshot {} (guided), or etcdutl snapshot restore.",
+            manifest.id,
+            to_file.display(),
+            outcome.plain_size,
+            to_file.display()
+        );
+        return Ok(());
+    }
+    guided_restore(&cfg, args, identities).await
+}
+
+async fn guided_restore(
+    cfg: &lifeboat::config::Config,
+    args: EtcdArgs,
+    identities: Option<Arc<lifeboat::keys::Identities>>,
+) -> anyhow::Result<()> {
+    let tool = Tool::find(args.etcdutl.as_deref())?;
+    let store = super::open_store(cfg)?;
+    // Which snapshot: a local file, or a backup from the store.
+    let backup = match &args.snapshot {
+        Some(_) => None,
+        None => {
+            let which = args.backup.as_deref().unwrap_or("latest");
+            Some(
+                store
+                    .resolve(&cfg.cluster, lifeboat::manifest::Kind::Etcd, which)
+                    .await?,
+            )
+        }
+    };
+    let now = chrono::Utc::now();
+    let label = match &backup {
+        Some(m) => m.id.to_string(),
+        None => format!("snapshot-{}", now.format("%Y%m%dT%H%M%SZ")).to_lowercase(),
+    };
+    let opts = guided::Options {
+        manifest: args.manifest.clone(),
+        data_dir: args.data_dir.clone(),
+        cluster_token: args.cluster_token.clone(),
+        member_name: args.member_name.clone(),
+        backup_dir: args.backup_dir.clone(),
+        wait: args.wait,
+    };
+    let plan = guided::plan(&opts, &label, now)?;
+
+    // Step 1: a verified plain snapshot, before anything on the node changes.
+    let (snapshot, downloaded) = match (&args.snapshot, &backup) {
+        (Some(file), _) => {
+            check_snapshot_file(file)?;
+            eprintln!(
+                "Snapshot {} checks out (etcd's trailing sha256).",
+                file.display()
+            );
+            (file.clone(), false)
+        }
+        (None, Some(m)) => {
+            let dest = if args.dry_run {
+                std::env::temp_dir().join(format!(
+                    "lifeboat-{}-{}.snapshot.db",
+                    m.id,
+                    std::process::id()
+                ))
+            } else {
+                let mut name = plan.data_dir.file_name().unwrap_or_default().to_os_string();
+                name.push(".snapshot.db");
+                plan.data_dir.with_file_name(name)
+            };
+            eprintln!(
+                "Downloading backup {} ({}, taken {}) to {} and verifying it.",
+                m.id,
+                super::human_bytes(m.payload.stored_size),
+                m.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                dest.display()
+            );
+            let progress = Arc::new(AtomicU64::new(0));
+            let ticker = tokio::spawn(show_progress(progress.clone(), m.payload.stored_size));
+            let result = lifeboat::restore::fetch_with_progress(
+                &store,
+                m,
+                identities,
+                Some(&dest),
+                progress,
+            )
+            .await;
+            ticker.abort();
+            eprintln!();
+            result?;
+            eprintln!(
+                "Backup {} verified: size, sha256, decryption and etcd's own hash.",
+                m.id
+            );
+            (dest, true)
+        }
+        (None, None) => unreachable!("a backup is resolved whenever no --snapshot is given"),
+    };
+    let cleanup = |keep: bool| {
+        if downloaded && !keep {
+            let _ = std::fs::remove_file(&snapshot);
+        }
+    };
+
+    println!("\nRestore plan for member {} from {label}:\n", plan.name);
+    println!("{}", plan.describe(&tool, &snapshot));
+    if args.dry_run {
+        cleanup(false);
+        println!("Dry run: nothing on the node was changed.");
+        return Ok(());
+    }
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            cleanup(false);
+            bail!(
+                "not asking for confirmation without a terminal: pass --yes to run the plan above, or --dry-run to only show it"
+            );
+        }
+        print!("Stop etcd and kube-apiserver on this node and restore? Type 'yes' to continue: ");
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            cleanup(false);
+            bail!("not confirmed: nothing on the node was changed");
+        }
+    }
+    let etcd = health_endpoints(cfg, &plan)?;
+    let say = |m: &str| println!("{m}");
+    match plan.execute(&tool, &snapshot, &etcd, args.wait, &say).await {
+        Ok(()) => {
+            cleanup(false);
+            println!(
+                "\nRestored. etcd runs on {} with cluster token {}; the old data dir {} and the original manifests in {} are kept.",
+                plan.data_dir.display(),
+                plan.token,
+                plan.current.data_volume.host_data_dir,
+                plan.backup_dir.display()
+            );
+            println!(
+                "Next: check `kubectl get --raw /readyz` and `kubectl get nodes`; restart controllers that cache cluster state (kube-controller-manager, kube-scheduler, operators); for a multi-member cluster, restore every other member from the same backup with --cluster-token {}.",
+                plan.token
+            );
+            Ok(())
+        }
+        Err(e) => {
+            cleanup(true);
+            Err(e).context(if downloaded {
+                format!("the verified snapshot is kept at {}", snapshot.display())
+            } else {
+                "the snapshot file was not changed".to_string()
+            })
+        }
+    }
+}
+
+/// The etcd endpoints to health-check after the restore: the config's (with its TLS), or the
+/// manifest's plain-http client URLs.
+fn health_endpoints(
+    cfg: &lifeboat::config::Config,
+    plan: &guided::Plan,
+) -> anyhow::Result<lifeboat::config::Etcd> {
+    if let Some(e) = &cfg.etcd {
+        return Ok(e.clone());
+    }
+    let endpoints: Vec<url::Url> = plan
+        .current
+        .listen_client_urls
+        .split(',')
+        .filter_map(|u| url::Url::parse(u.trim()).ok())
+        .collect();
+    if endpoints.iter().any(|u| u.scheme() == "https") || endpoints.is_empty() {
+        bail!(
+            "the config has no etcd section to reach the restored etcd with: add etcd.endpoints and etcd.tls (kubeadm: /etc/kubernetes/pki/etcd/ca.crt and healthcheck-client.crt/.key)"
+        );
+    }
+    Ok(lifeboat::config::Etcd {
+        endpoints,
+        tls: None,
+        timeout: Duration::from_secs(5),
+    })
+}
+
+fn check_snapshot_file(path: &Path) -> anyhow::Result<()> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut check = lifeboat::snapshot::TrailerCheck::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        check.update(&buf[..n]);
+    }
+    check
+        .finish()
+        .with_context(|| format!("{} is not an intact etcd snapshot", path.display()))?;
     Ok(())
+}
+
+async fn show_progress(done: Arc<AtomicU64>, total: u64) {
+    let tty = std::io::stderr().is_terminal();
+    let mut last_decile = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(if tty { 250 } else { 2000 })).await;
+        let d = done.load(Ordering::Relaxed).min(total.max(1));
+        let pct = d * 100 / total.max(1);
+        if tty {
+            let bar = "#".repeat((pct / 4) as usize);
+            eprint!(
+                "\r  [{bar:<25}] {pct:>3}% {} of {}",
+                super::human_bytes(d),
+                super::human_bytes(total)
+            );
+        } else if pct / 10 > last_decile {
+            last_decile = pct / 10;
+            eprintln!(
+                "  {pct}% ({} of {})",
+                super::human_bytes(d),
+                super::human_bytes(total)
+            );
+        }
+    }
 }

@@ -107,6 +107,17 @@ pub async fn fetch(
     identities: Option<Arc<Identities>>,
     out: Option<&Path>,
 ) -> Result<Outcome, Error> {
+    fetch_with_progress(store, manifest, identities, out, Arc::default()).await
+}
+
+/// [`fetch`], counting downloaded bytes into `progress` as they arrive (for a progress bar).
+pub async fn fetch_with_progress(
+    store: &Store,
+    manifest: &Manifest,
+    identities: Option<Arc<Identities>>,
+    out: Option<&Path>,
+    progress: Arc<std::sync::atomic::AtomicU64>,
+) -> Result<Outcome, Error> {
     let id = manifest.id.to_string();
     let encrypted = manifest.payload.encryption.is_encrypted();
     if out.is_some() && encrypted && identities.is_none() {
@@ -131,7 +142,7 @@ pub async fn fetch(
     let out = out.map(Path::to_path_buf);
     let out_path = out.clone();
     let task = tokio::task::spawn_blocking(move || {
-        let reader = Latch::new(SyncIoBridge::new(StreamReader::new(stream)));
+        let reader = Latch::new(SyncIoBridge::new(StreamReader::new(stream)), progress);
         check_blocking(
             reader,
             &manifest,
@@ -282,11 +293,16 @@ fn check_blocking<R: Read>(
 struct Latch<R> {
     inner: R,
     error: Option<String>,
+    progress: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<R> Latch<R> {
-    fn new(inner: R) -> Self {
-        Latch { inner, error: None }
+    fn new(inner: R, progress: Arc<std::sync::atomic::AtomicU64>) -> Self {
+        Latch {
+            inner,
+            error: None,
+            progress,
+        }
     }
 }
 
@@ -295,11 +311,14 @@ impl<R: Read> Read for Latch<R> {
         if let Some(e) = &self.error {
             return Err(io::Error::other(e.clone()));
         }
-        self.inner.read(buf).inspect_err(|e| {
+        let n = self.inner.read(buf).inspect_err(|e| {
             if e.kind() != io::ErrorKind::Interrupted {
                 self.error = Some(e.to_string());
             }
-        })
+        })?;
+        self.progress
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
     }
 }
 

@@ -2,7 +2,9 @@
 //! ([`fetch`]); and the pure rewrite of kubeadm's etcd.yaml ([`manifest_rewrite`]) that the
 //! guided restore of a control-plane node builds on.
 
+pub mod etcdutl;
 pub mod fetch;
+pub mod guided;
 pub mod manifest_rewrite;
 
-pub use fetch::{Error, Outcome, fetch};
+pub use fetch::{Error, Outcome, fetch, fetch_with_progress};

@@ -8,6 +8,7 @@ mod config_examples;
 mod deploy;
 mod etcd_yaml;
 mod faults;
+mod guided_restore;
 mod kube_api_server;
 mod prometheus;
 mod roundtrip;

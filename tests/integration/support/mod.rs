@@ -6,6 +6,7 @@
 
 pub mod etcd;
 pub mod kube_api;
+pub mod kubelet;
 pub mod lifeboat;
 pub mod proxy;
 pub mod s3;

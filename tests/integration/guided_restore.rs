@@ -1,0 +1,489 @@
+//! The guided restore end to end with real etcd: a kubeadm-style node (static-pod manifests run
+//! by a stand-in kubelet) is backed up to S3, loses its data, and `lifeboat restore etcd --yes`
+//! brings it back through a regenerated etcd.yaml; the same for a 3-member cluster; and the
+//! failure paths: a corrupt backup or wrong key change nothing, a failing etcdutl leaves the node
+//! restorable with the printed commands.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::etcd::{Version, require_version};
+use crate::support::kubelet::Kubelet;
+use crate::support::lifeboat::{Lifeboat, Setup, StoreAt};
+use crate::support::s3::{Moto, require_moto};
+use crate::support::{free_port, run_ok, wait_for};
+
+/// One control-plane node: its manifests directory and host filesystem under a temp dir.
+struct Node {
+    root: tempfile::TempDir,
+    name: String,
+    client: u16,
+    peer: u16,
+    kubelet: Option<Kubelet>,
+    /// The restore tool in the etcd bin dir: etcdutl, or etcdctl for etcd 3.4.
+    tool: &'static str,
+}
+
+impl Node {
+    fn new(name: &str) -> Node {
+        let root = crate::support::tempdir();
+        std::fs::create_dir_all(root.path().join("etc/kubernetes/manifests")).unwrap();
+        Node {
+            root,
+            name: name.into(),
+            client: free_port(),
+            peer: free_port(),
+            kubelet: None,
+            tool: "etcdutl",
+        }
+    }
+
+    fn manifests(&self) -> PathBuf {
+        self.root.path().join("etc/kubernetes/manifests")
+    }
+
+    fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client)
+    }
+
+    fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer)
+    }
+
+    fn host_data(&self) -> PathBuf {
+        self.root.path().join("var/lib/etcd")
+    }
+
+    /// Writes kubeadm-shaped etcd.yaml and kube-apiserver.yaml. `mapped`: the container sees
+    /// /var/lib/etcd, which the hostPath maps to a directory under this node's root (as on a
+    /// real node, where both are /var/lib/etcd); otherwise all three paths are the host path.
+    fn write_manifests(&self, initial_cluster: &str, mapped: bool) {
+        let host = self.host_data().display().to_string();
+        let (data_dir, mount) = if mapped {
+            ("/var/lib/etcd".to_string(), "/var/lib/etcd".to_string())
+        } else {
+            (host.clone(), host.clone())
+        };
+        let (name, client, peer) = (&self.name, self.client_url(), self.peer_url());
+        let etcd = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  annotations:\n    kubeadm.kubernetes.io/etcd.advertise-client-urls: {client}\n  labels:\n    component: etcd\n    tier: control-plane\n  name: etcd\n  namespace: kube-system\nspec:\n  containers:\n  - command:\n    - etcd\n    - --advertise-client-urls={client}\n    - --data-dir={data_dir}\n    - --initial-advertise-peer-urls={peer}\n    - --initial-cluster={initial_cluster}\n    - --initial-cluster-state=new\n    - --listen-client-urls={client}\n    - --listen-peer-urls={peer}\n    - --name={name}\n    - --snapshot-count=10000\n    image: registry.k8s.io/etcd:3.5.9-0\n    name: etcd\n    volumeMounts:\n    - mountPath: {mount}\n      name: etcd-data\n  hostNetwork: true\n  priorityClassName: system-node-critical\n  volumes:\n  - hostPath:\n      path: {host}\n      type: DirectoryOrCreate\n    name: etcd-data\nstatus: {{}}\n"
+        );
+        std::fs::write(self.manifests().join("etcd.yaml"), etcd).unwrap();
+        std::fs::write(
+            self.manifests().join("kube-apiserver.yaml"),
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\n  namespace: kube-system\nspec:\n  containers:\n  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.32.0\n",
+        )
+        .unwrap();
+    }
+
+    fn start_kubelet(&mut self, bin: &Path) {
+        self.kubelet = Some(Kubelet::start(
+            &self.manifests(),
+            bin,
+            self.root.path().join("pod.log"),
+        ));
+    }
+
+    fn healthy(&self, bin: &Path) -> bool {
+        Command::new(bin.join("etcdctl"))
+            .args([
+                "--endpoints",
+                &self.client_url(),
+                "--command-timeout=2s",
+                "get",
+                "health-probe",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    fn restore_args(&self, lb: &Lifeboat, bin: &Path) -> Vec<String> {
+        vec![
+            "restore".into(),
+            "etcd".into(),
+            "--identity".into(),
+            lb.identity.display().to_string(),
+            "--manifest".into(),
+            self.manifests().join("etcd.yaml").display().to_string(),
+            "--etcdutl".into(),
+            bin.join(self.tool).display().to_string(),
+            "--wait".into(),
+            "60s".into(),
+        ]
+    }
+
+    /// Directories a restore created beside the manifests (backup dir) or the data (new dir).
+    fn created_dirs(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for dir in [
+            self.root.path().join("etc/kubernetes"),
+            self.root.path().join("var/lib"),
+        ] {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                if name.starts_with("lifeboat-restore-") || name.starts_with("etcd-restore-") {
+                    out.push(name);
+                }
+            }
+        }
+        out
+    }
+}
+
+async fn seed(endpoint: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let client = etcd_client::Client::connect([endpoint], None)
+        .await
+        .unwrap();
+    let mut expected = std::collections::BTreeMap::new();
+    for i in 0..200 {
+        let key = format!("/registry/configmaps/default/cm-{i:04}");
+        let value = crate::support::test_value(i + 7, 2048);
+        client
+            .kv_client()
+            .put(key.clone(), value.clone(), None)
+            .await
+            .unwrap();
+        expected.insert(key, value);
+    }
+    expected
+}
+
+async fn dump(endpoint: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut client = etcd_client::Client::connect([endpoint], None)
+        .await
+        .unwrap();
+    let resp = client
+        .get(
+            "/registry/",
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap();
+    resp.kvs()
+        .iter()
+        .map(|kv| (kv.key_str().unwrap().to_string(), kv.value().to_vec()))
+        .collect()
+}
+
+async fn wipe(endpoint: &str) {
+    let mut client = etcd_client::Client::connect([endpoint], None)
+        .await
+        .unwrap();
+    client
+        .delete(
+            "/registry/",
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubeadm_node_is_restored_from_s3_through_a_regenerated_etcd_yaml() {
+    restore_single_node(Version::V35).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etcd34_node_is_restored_with_etcdctl() {
+    restore_single_node(Version::V34).await;
+}
+
+async fn restore_single_node(version: Version) {
+    let Some(bin) = require_version(version) else {
+        return;
+    };
+    let Some(moto_bin) = require_moto() else {
+        return;
+    };
+    let mut node = Node::new("cp-1");
+    node.tool = if version == Version::V34 {
+        "etcdctl"
+    } else {
+        "etcdutl"
+    };
+    node.write_manifests(&format!("cp-1={}", node.peer_url()), true);
+    node.start_kubelet(&bin);
+    wait_for("the static etcd pod", Duration::from_secs(30), || {
+        node.healthy(&bin)
+    });
+    let expected = seed(&node.client_url()).await;
+
+    let moto = Moto::start(&moto_bin);
+    moto.create_bucket("backups");
+    let store = StoreAt::S3 {
+        endpoint: moto.endpoint.clone(),
+        bucket: "backups".into(),
+        prefix: "restore".into(),
+    };
+    let lb = Lifeboat::new(Setup::new(store, &node.client_url()));
+    lb.ok(&["backup", "etcd"]);
+    let id = lb.backup_ids().pop().unwrap();
+    wipe(&node.client_url()).await;
+    assert!(
+        dump(&node.client_url()).await.is_empty(),
+        "the cluster's state is lost"
+    );
+    let original = std::fs::read_to_string(node.manifests().join("etcd.yaml")).unwrap();
+
+    // --dry-run: downloads and verifies, shows the plan and the diff, changes nothing.
+    let mut args = node.restore_args(&lb, &bin);
+    args.push("--dry-run".into());
+    let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = lb.ok(&args_ref);
+    assert!(
+        out.contains("Restore plan for member cp-1") && out.contains("Dry run"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "+      path: {}",
+            node.root
+                .path()
+                .join(format!("var/lib/etcd-restore-{id}"))
+                .display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("--initial-cluster-token=etcd-cluster-{id}")),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(node.manifests().join("etcd.yaml")).unwrap(),
+        original
+    );
+    assert!(
+        node.created_dirs().is_empty(),
+        "a dry run creates nothing: {:?}",
+        node.created_dirs()
+    );
+
+    // Without a terminal and without --yes it refuses.
+    let args = node.restore_args(&lb, &bin);
+    let err = lb.fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("pass --yes"), "{err}");
+
+    let mut args = node.restore_args(&lb, &bin);
+    args.push("--yes".into());
+    let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = lb.ok(&args_ref);
+    assert!(out.contains("Restored."), "{out}");
+
+    assert!(
+        dump(&node.client_url()).await == expected,
+        "the keys are back"
+    );
+    let regenerated = std::fs::read_to_string(node.manifests().join("etcd.yaml")).unwrap();
+    let new_dir = node.root.path().join(format!("var/lib/etcd-restore-{id}"));
+    assert!(
+        regenerated.contains(&format!("path: {}", new_dir.display())),
+        "{regenerated}"
+    );
+    assert!(
+        regenerated.contains(&format!("- --initial-cluster-token=etcd-cluster-{id}")),
+        "{regenerated}"
+    );
+    assert!(
+        regenerated.contains("- --data-dir=/var/lib/etcd\n"),
+        "the container path stays: {regenerated}"
+    );
+    assert!(new_dir.join("member").is_dir());
+    assert!(
+        node.host_data().join("member").is_dir(),
+        "the old data dir is never touched"
+    );
+    assert!(
+        node.manifests().join("kube-apiserver.yaml").exists(),
+        "kube-apiserver.yaml is back"
+    );
+    let backup_dir = node
+        .created_dirs()
+        .into_iter()
+        .find(|d| d.starts_with("lifeboat-restore-"))
+        .unwrap();
+    let saved = node.root.path().join("etc/kubernetes").join(backup_dir);
+    assert_eq!(
+        std::fs::read_to_string(saved.join("etcd.yaml")).unwrap(),
+        original,
+        "the original manifest is kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_member_cluster_is_restored_from_one_backup() {
+    let Some(bin) = require_version(Version::V35) else {
+        return;
+    };
+    let mut nodes: Vec<Node> = ["cp-1", "cp-2", "cp-3"]
+        .iter()
+        .map(|n| Node::new(n))
+        .collect();
+    let initial = nodes
+        .iter()
+        .map(|n| format!("{}={}", n.name, n.peer_url()))
+        .collect::<Vec<_>>()
+        .join(",");
+    for n in &mut nodes {
+        n.write_manifests(&initial, false);
+        n.start_kubelet(&bin);
+    }
+    wait_for("the 3-member cluster", Duration::from_secs(60), || {
+        nodes.iter().all(|n| n.healthy(&bin))
+    });
+    let expected = seed(&nodes[0].client_url()).await;
+    let store = crate::support::tempdir();
+    let mut setup = Setup::new(
+        StoreAt::File(store.path().to_path_buf()),
+        &nodes[0].client_url(),
+    );
+    setup.etcd_endpoints = nodes.iter().map(|n| n.client_url()).collect();
+    let lb = Lifeboat::new(setup);
+    lb.ok(&["backup", "etcd"]);
+    let id = lb.backup_ids().pop().unwrap();
+    wipe(&nodes[0].client_url()).await;
+
+    // Every member restores the same backup with the same token, at the same time: each waits
+    // until the others are back and the cluster has quorum.
+    let token = "etcd-cluster-drill-3";
+    let mut runs = Vec::new();
+    for n in &nodes {
+        let mut args = n.restore_args(&lb, &bin);
+        args.extend([
+            "--backup".into(),
+            id.clone(),
+            "--cluster-token".into(),
+            token.into(),
+            "--yes".into(),
+        ]);
+        let mut cmd = tokio::process::Command::from(lb.cmd());
+        cmd.args(&args).kill_on_drop(true);
+        runs.push(cmd.output());
+    }
+    for (n, out) in nodes.iter().zip(futures::future::join_all(runs).await) {
+        let out = out.unwrap();
+        assert!(
+            out.status.success(),
+            "{} failed:\n{}\n{}",
+            n.name,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for n in &nodes {
+        assert!(
+            dump(&n.client_url()).await == expected,
+            "member {} serves the restored keys",
+            n.name
+        );
+        let yaml = std::fs::read_to_string(n.manifests().join("etcd.yaml")).unwrap();
+        assert!(
+            yaml.contains(&format!("--initial-cluster-token={token}")),
+            "{yaml}"
+        );
+    }
+    let mut client = etcd_client::Client::connect([nodes[1].client_url()], None)
+        .await
+        .unwrap();
+    assert_eq!(client.member_list().await.unwrap().members().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_backup_or_key_changes_nothing_and_a_failing_etcdutl_leaves_a_way_back() {
+    let Some(bin) = require_version(Version::V35) else {
+        return;
+    };
+    let mut node = Node::new("cp-1");
+    node.write_manifests(&format!("cp-1={}", node.peer_url()), true);
+    node.start_kubelet(&bin);
+    wait_for("the static etcd pod", Duration::from_secs(30), || {
+        node.healthy(&bin)
+    });
+    seed(&node.client_url()).await;
+    let store = crate::support::tempdir();
+    let lb = Lifeboat::new(Setup::new(
+        StoreAt::File(store.path().to_path_buf()),
+        &node.client_url(),
+    ));
+    lb.ok(&["backup", "etcd"]);
+    let id = lb.backup_ids().pop().unwrap();
+    let original = std::fs::read_to_string(node.manifests().join("etcd.yaml")).unwrap();
+    let unchanged = |node: &Node| {
+        assert_eq!(
+            std::fs::read_to_string(node.manifests().join("etcd.yaml")).unwrap(),
+            original
+        );
+        assert!(node.manifests().join("kube-apiserver.yaml").exists());
+        assert!(node.created_dirs().is_empty(), "{:?}", node.created_dirs());
+    };
+
+    // A wrong identity: refused before anything on the node changes.
+    let other = lb.path("other.txt");
+    lb.ok(&["keygen", "--output", other.to_str().unwrap()]);
+    let mut args = node.restore_args(&lb, &bin);
+    args[3] = other.display().to_string();
+    args.push("--yes".into());
+    let err = lb.fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("none of the identities"), "{err}");
+    unchanged(&node);
+
+    // A corrupt backup: the same.
+    let object = store
+        .path()
+        .join(format!("test-cluster/etcd/{id}/snapshot.db.zst.age"));
+    let mut bytes = std::fs::read(&object).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x40;
+    std::fs::write(&object, &bytes).unwrap();
+    let mut args = node.restore_args(&lb, &bin);
+    args.push("--yes".into());
+    let err = lb.fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("does not match its manifest"), "{err}");
+    unchanged(&node);
+    bytes[at] ^= 0x40;
+    std::fs::write(&object, &bytes).unwrap();
+
+    // etcdutl fails half way: the message says how the node stands and how to roll back.
+    let fake = lb.path("etcdutl");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\ncase \"$*\" in\n  version) echo 'etcdutl version: 3.5.1';;\n  *--help*) {real} snapshot restore --help;;\n  *) for a in \"$@\"; do case \"$a\" in --data-dir=*) mkdir -p \"${{a#--data-dir=}}/member\";; esac; done; echo 'Error: simulated: disk full' >&2; exit 1;;\nesac\n",
+            real = bin.join("etcdutl").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut args = node.restore_args(&lb, &bin);
+    args[7] = fake.display().to_string();
+    args.push("--yes".into());
+    let err = lb.fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        err.contains("restoring the snapshot failed") && err.contains("simulated: disk full"),
+        "{err}"
+    );
+    let rollback = err
+        .split("To roll back: ")
+        .nth(1)
+        .expect("a rollback command")
+        .lines()
+        .next()
+        .unwrap();
+    let rollback = rollback.split(";").next().unwrap().trim();
+    assert!(
+        !node.manifests().join("etcd.yaml").exists(),
+        "etcd is stopped"
+    );
+    assert!(err.contains("the verified snapshot is kept at"), "{err}");
+    run_ok(Command::new("sh").arg("-c").arg(rollback));
+    wait_for(
+        "the original etcd after the rollback",
+        Duration::from_secs(30),
+        || node.healthy(&bin),
+    );
+    assert_eq!(
+        std::fs::read_to_string(node.manifests().join("etcd.yaml")).unwrap(),
+        original
+    );
+    assert!(node.manifests().join("kube-apiserver.yaml").exists());
+}
