@@ -80,6 +80,20 @@ struct RawConfig {
     /// How to reach the Kubernetes API (leader election, resource exports).
     #[serde(default)]
     kubernetes: Option<RawKubernetes>,
+    /// Restore drills (`lifeboat drill`, and `schedules.drill` in the service).
+    #[serde(default)]
+    drill: Option<RawDrill>,
+}
+
+/// `drill:`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDrill {
+    /// age identity used to decrypt drilled backups. A drill needs the private key: keep it
+    /// where the drills run (mode 0600); without it `lifeboat drill --identity` must be used.
+    identity_file: Option<Spanned<String>>,
+    /// Directory with etcd and etcdutl (or etcd 3.4's etcdctl). Default: found on PATH.
+    etcd_bin_dir: Option<Spanned<String>>,
 }
 
 /// `schedules:`
@@ -88,6 +102,18 @@ struct RawConfig {
 struct RawSchedules {
     /// The etcd snapshot plan.
     etcd: Option<RawPlan>,
+    /// Restore drills of the newest etcd backup (needs `drill.identity_file`).
+    drill: Option<RawDrillPlan>,
+}
+
+/// `schedules.drill:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDrillPlan {
+    /// When to drill, same syntax as the backup plans (e.g. "30 4 * * SUN").
+    cron: Spanned<String>,
+    /// IANA time zone of the expression. Default UTC.
+    time_zone: Option<Spanned<String>>,
 }
 
 /// `schedules.<plan>:`
@@ -364,6 +390,19 @@ pub struct Config {
     pub leader_election: Option<LeaderElection>,
     /// Kubernetes access.
     pub kubernetes: Kubernetes,
+    /// Restore drill settings.
+    pub drill: Drill,
+}
+
+/// Validated `drill:` and `schedules.drill:`.
+#[derive(Debug, Clone, Default)]
+pub struct Drill {
+    /// When the service drills, if at all.
+    pub schedule: Option<crate::plan::Schedule>,
+    /// Identity file for decrypting (checked private at load).
+    pub identity_file: Option<PathBuf>,
+    /// Directory with etcd and etcdutl.
+    pub etcd_bin_dir: Option<PathBuf>,
 }
 
 /// A validated schedule: what runs when, and what is kept.
@@ -573,7 +612,9 @@ impl Validator<'_> {
         }
         let etcd = raw.etcd.map(|e| self.etcd(e)).transpose()?;
         let mut plans = Vec::new();
-        if let Some(p) = raw.schedules.unwrap_or_default().etcd {
+        let schedules = raw.schedules.unwrap_or_default();
+        let drill = self.drill(raw.drill.unwrap_or_default(), schedules.drill)?;
+        if let Some(p) = schedules.etcd {
             if etcd.is_none() {
                 return Err(self.invalid(
                     &p.cron,
@@ -604,6 +645,45 @@ impl Validator<'_> {
             server,
             leader_election,
             kubernetes,
+            drill,
+        })
+    }
+
+    fn drill(&self, raw: RawDrill, plan: Option<RawDrillPlan>) -> Result<Drill, Error> {
+        let identity_file = match &raw.identity_file {
+            Some(f) => {
+                crate::keys::check_private(Path::new(&f.value))
+                    .map_err(|e| self.invalid(f, "drill.identity_file", e.to_string()))?;
+                Some(PathBuf::from(&f.value))
+            }
+            None => None,
+        };
+        let schedule = match plan {
+            None => None,
+            Some(p) => {
+                if identity_file.is_none() {
+                    return Err(self.invalid(
+                        &p.cron,
+                        "schedules.drill",
+                        "scheduled drills decrypt backups: set drill.identity_file (mode 0600)",
+                    ));
+                }
+                let zone = p
+                    .time_zone
+                    .as_ref()
+                    .map(|z| z.value.as_str())
+                    .unwrap_or("UTC");
+                Some(
+                    crate::plan::Schedule::parse(&p.cron.value, zone).map_err(|e| {
+                        self.invalid(&p.cron, "schedules.drill.cron", e.to_string())
+                    })?,
+                )
+            }
+        };
+        Ok(Drill {
+            schedule,
+            identity_file,
+            etcd_bin_dir: raw.etcd_bin_dir.map(|d| PathBuf::from(d.value)),
         })
     }
 

@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod config;
+pub mod drill;
 pub mod encode;
 pub mod error;
 pub mod keys;

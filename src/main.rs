@@ -42,6 +42,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => cli::serve::run(&cli.config).await,
         Command::Prune(args) => cli::prune::run(&cli.config, args).await,
         Command::Schedule(args) => cli::schedule::run(&cli.config, args),
+        Command::Drill(args) => cli::drill::run(&cli.config, args).await,
     }
 }
 

@@ -37,6 +37,10 @@ pub struct Metrics {
     pub etcd_revision: IntGaugeVec,
     /// 1 on the replica running the schedules, 0 on standbys.
     pub leader: IntGaugeVec,
+    /// Unix time of the last successful restore drill.
+    pub drill_last_success: GaugeVec,
+    /// Restore drills by result (success, failure).
+    pub drill_runs: IntCounterVec,
 }
 
 const PLAN: &[&str] = &["cluster", "plan"];
@@ -146,6 +150,16 @@ impl Metrics {
                 "lifeboat_leader",
                 "1 on the replica that runs the schedules, 0 on standbys.",
                 &["cluster"],
+            ),
+            drill_last_success: gauge(
+                "lifeboat_drill_last_success_timestamp_seconds",
+                "Unix time of the last restore drill that passed.",
+                &["cluster"],
+            ),
+            drill_runs: counter(
+                "lifeboat_drill_runs_total",
+                "Restore drills by result (success, failure).",
+                &["cluster", "result"],
             ),
             registry,
         };

@@ -171,6 +171,24 @@ pub async fn run(
         )));
     }
 
+    if let Some(schedule) = cfg.drill.schedule.clone() {
+        for result in ["success", "failure"] {
+            svc.metrics
+                .drill_runs
+                .with_label_values(&[&cfg.cluster, result]);
+        }
+        let running = Arc::new(Mutex::new(None));
+        runs.push(running.clone());
+        loops.push(tokio::spawn(drill_loop(
+            svc.clone(),
+            schedule,
+            scheduler.clone(),
+            leading_rx.clone(),
+            stop_scheduling.clone(),
+            running,
+        )));
+    }
+
     shutdown.cancelled().await;
     tracing::info!(grace = ?cfg.server.shutdown_grace, "Shutting down: no new runs; a running backup may finish within the grace period.");
     stop_scheduling.cancel();
@@ -453,6 +471,87 @@ async fn apply_retention(svc: &Service, plan: &Plan) {
                 .with_label_values(&[labels[0], labels[1], "retention"])
                 .inc();
             tracing::error!(plan = %plan.name, error = %e, "Retention failed; nothing more was deleted. It runs again after the next backup.");
+        }
+    }
+}
+
+/// Runs restore drills of the newest etcd backup on their schedule, on the leader only.
+async fn drill_loop(
+    svc: Arc<Service>,
+    schedule: crate::plan::Schedule,
+    scheduler: JobScheduler,
+    leading: watch::Receiver<Option<bool>>,
+    stop: CancellationToken,
+    running: Arc<Mutex<Option<JoinHandle<()>>>>,
+) {
+    let mut last_fire = Utc::now();
+    loop {
+        let Some(next) =
+            schedule.next_after(last_fire.max(Utc::now() - chrono::Duration::seconds(1)))
+        else {
+            return;
+        };
+        let Ok(fired) = one_shot(&scheduler, next).await else {
+            return;
+        };
+        tokio::select! {
+            _ = fired => last_fire = next,
+            _ = stop.cancelled() => return,
+        }
+        if *leading.borrow() != Some(true) {
+            continue;
+        }
+        let mut slot = running.lock().expect("drill slot");
+        if slot.as_ref().is_some_and(|h| !h.is_finished()) {
+            tracing::warn!("The previous restore drill is still running: this one is skipped.");
+            continue;
+        }
+        *slot = Some(tokio::spawn(run_drill(svc.clone())));
+    }
+}
+
+async fn run_drill(svc: Arc<Service>) {
+    let cluster = svc.cfg.cluster.as_str();
+    let result = async {
+        let identities = svc
+            .cfg
+            .drill
+            .identity_file
+            .as_deref()
+            .map(crate::keys::Identities::load)
+            .transpose()
+            .map_err(|e| e.to_string())?
+            .map(Arc::new);
+        let bin_dir = crate::drill::find_bin_dir(svc.cfg.drill.etcd_bin_dir.as_deref())
+            .map_err(|e| e.to_string())?;
+        let manifest = svc
+            .store
+            .resolve(cluster, Kind::Etcd, "latest")
+            .await
+            .map_err(|e| e.to_string())?;
+        crate::drill::run(&svc.store, &manifest, identities, &bin_dir)
+            .await
+            .map_err(|e| store::chain(&e))
+    }
+    .await;
+    match result {
+        Ok(r) => {
+            svc.metrics
+                .drill_runs
+                .with_label_values(&[cluster, "success"])
+                .inc();
+            svc.metrics
+                .drill_last_success
+                .with_label_values(&[cluster])
+                .set(Utc::now().timestamp() as f64);
+            tracing::info!(backup_id = %r.id, revision = r.revision, keys = r.key_count, seconds = r.seconds, "Restore drill passed.");
+        }
+        Err(error) => {
+            svc.metrics
+                .drill_runs
+                .with_label_values(&[cluster, "failure"])
+                .inc();
+            tracing::error!(error, "Restore drill failed.");
         }
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod backup;
+pub mod drill;
 pub mod keygen;
 pub mod list;
 pub mod prune;
@@ -89,6 +90,8 @@ pub enum Command {
     Prune(prune::Args),
     /// Show when each plan runs next.
     Schedule(schedule::Args),
+    /// Restore a backup into a throwaway local etcd and check it against its manifest.
+    Drill(drill::Args),
 }
 
 /// Loads the configuration named on the command line.

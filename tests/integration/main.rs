@@ -6,6 +6,7 @@ mod support;
 
 mod config_examples;
 mod deploy;
+mod drill;
 mod etcd_yaml;
 mod faults;
 mod guided_restore;
