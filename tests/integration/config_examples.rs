@@ -13,6 +13,7 @@ fn every_example_in_config_parses() {
         "healthcheck-client.key",
         "access-key-id",
         "secret-access-key",
+        "key.txt",
     ] {
         let p = scratch.path().join(name);
         std::fs::write(&p, "x\n").unwrap();
@@ -31,6 +32,10 @@ fn every_example_in_config_parses() {
             )
             .replace(
                 "/etc/lifeboat/s3/",
+                &format!("{}/", scratch.path().display()),
+            )
+            .replace(
+                "/etc/lifeboat/drill/",
                 &format!("{}/", scratch.path().display()),
             );
         if let Err(e) = lifeboat::config::Config::parse(&path, &text) {
