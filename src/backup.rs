@@ -12,7 +12,7 @@ use crate::Error;
 use crate::config::{self, Config};
 use crate::encode;
 use crate::manifest::{self, BackupId, Compression, Encryption, Kind, Manifest, Payload};
-use crate::source::etcd;
+use crate::source::{self, etcd};
 use crate::store::{self, Store};
 
 /// Plain snapshot chunks buffered between etcd and the encoder (etcd sends 32 KiB chunks).
@@ -71,53 +71,14 @@ pub async fn etcd(
     let (plain_tx, plain_rx) = mpsc::channel(PLAIN_CHANNEL);
     let (stored_tx, stored_rx) = mpsc::channel(STORED_CHANNEL);
     let encoder = encode::spawn(settings.clone(), plain_rx, stored_tx);
-    let pipeline = async {
-        // The uploader owns the receiver: when an upload fails it is dropped, the encoder's next
-        // send fails, and the snapshot stream stops, instead of all three waiting on full channels.
-        let uploading = async {
-            let mut stored_rx = stored_rx;
-            while let Some(chunk) = stored_rx.recv().await {
-                upload.write(chunk).await?;
-            }
-            Ok::<(), object_store::Error>(())
-        };
-        let (snapshot, uploaded) = tokio::join!(member.stream_snapshot(plain_tx), uploading);
-        let encoded = encoder
-            .await
-            .unwrap_or_else(|e| Err(encode::Error::Io(std::io::Error::other(e))));
-        (snapshot, encoded, uploaded)
-    };
-    let outcome = tokio::select! {
-        results = pipeline => Some(results),
-        _ = cancel.cancelled() => None,
-    };
-    let (verified, tally) = match outcome {
-        None => {
-            return Err(upload
-                .abort("the run was cancelled (shutdown)".into())
-                .await
-                .into());
+    let produce = async {
+        match member.stream_snapshot(plain_tx).await {
+            Ok(v) => Produced::Done(v),
+            Err(etcd::Error::Cancelled) => Produced::Cancelled,
+            Err(e) => Produced::Failed(e.into()),
         }
-        Some((snapshot, encoded, uploaded)) => match root_cause(snapshot, encoded, uploaded) {
-            Ok(done) => done,
-            Err(Failure::Upload(e)) => return Err(upload.abort(store::chain(&e)).await.into()),
-            Err(Failure::Other(e)) => {
-                match upload.abort(e.to_string()).await {
-                    store::Error::Upload {
-                        abort: store::AbortOutcome::Failed(why),
-                        key,
-                        ..
-                    } => {
-                        tracing::warn!(key, error = %why, "Aborting the partial upload failed; its parts stay until a bucket lifecycle rule with AbortIncompleteMultipartUpload removes them.")
-                    }
-                    other => {
-                        tracing::debug!(error = %other, "Upload aborted after an earlier stage failed.")
-                    }
-                }
-                return Err(e);
-            }
-        },
     };
+    let (verified, tally) = run_stages(&mut upload, produce, encoder, stored_rx, cancel).await?;
     upload.finish().await?;
 
     let manifest = Manifest {
@@ -129,6 +90,7 @@ pub async fn etcd(
         finished_at: Utc::now(),
         lifeboat_version: crate::VERSION.to_string(),
         etcd: Some(status.into_manifest(verified)),
+        resources: None,
         payload: Payload {
             name,
             plain_size: tally.plain_size,
@@ -161,26 +123,218 @@ pub async fn etcd(
     Ok(manifest)
 }
 
-enum Failure {
-    Upload(object_store::Error),
-    Other(Error),
+/// Exports every listable Kubernetes resource into `resources.tar.zst` and stores it. A
+/// resource that fails to list makes the backup partial (recorded in index.json and the
+/// manifest), not lost; the caller decides how to report it.
+pub async fn resources(
+    cfg: &Config,
+    store: &Store,
+    cancel: &CancellationToken,
+) -> Result<Manifest, Error> {
+    let recipients = match &cfg.encryption {
+        config::Encryption::Age(r) => Some(r.clone()),
+        config::Encryption::None => {
+            tracing::warn!(cluster = %cfg.cluster, "Secrets are exported UNENCRYPTED because encryption.allow_unencrypted is set.");
+            None
+        }
+    };
+    store.preflight(&cfg.cluster, Kind::Resources).await?;
+    let (client, api_server) = crate::kube::client_with_url(&cfg.kubernetes).await?;
+    let discovered = source::kube::discover(&client, &cfg.resources).await?;
+    let started_at = Utc::now();
+    let id = new_id(started_at);
+    let name = "resources.tar.zst".to_string();
+    let key = store
+        .backup_dir(&cfg.cluster, Kind::Resources, id.as_str())
+        .join(name.as_str());
+    tracing::info!(backup_id = %id, api_server = %api_server, resources = discovered.targets.len(), discovery = discovered.mode, "Resource export started.");
+
+    let mut upload = store.start_upload(key).await?;
+    let (item_tx, mut item_rx) = mpsc::channel::<source::kube::Item>(256);
+    let (stored_tx, stored_rx) = mpsc::channel(STORED_CHANNEL);
+    let level = cfg.compression_level;
+    let mtime = started_at.timestamp().max(0) as u64;
+    let archiver = tokio::task::spawn_blocking(move || {
+        let mut archive =
+            crate::archive::ArchiveWriter::new(encode::ChunkSender::new(stored_tx), level, mtime)
+                .map_err(encode::Error::Io)?;
+        while let Some(item) = item_rx.blocking_recv() {
+            archive.add(&item.path, &item.data).map_err(classify_io)?;
+        }
+        let (_, tally) = archive.finish().map_err(classify_io)?;
+        Ok(tally)
+    });
+    let produce = async {
+        let mut results = Vec::with_capacity(discovered.targets.len());
+        let mut encrypted_objects = 0;
+        for target in &discovered.targets {
+            match source::kube::export(
+                &client,
+                target,
+                &cfg.resources,
+                recipients.as_deref(),
+                &item_tx,
+            )
+            .await
+            {
+                Ok(r) => {
+                    if cfg.resources.encrypt_resources.contains(&r.resource) && recipients.is_some()
+                    {
+                        encrypted_objects += r.objects;
+                    }
+                    results.push(r);
+                }
+                Err(_) => return Produced::Cancelled,
+            }
+        }
+        let index = serde_json::json!({
+            "version": 1,
+            "cluster": cfg.cluster,
+            "started_at": started_at,
+            "api_server": api_server,
+            "api_server_version": discovered.server_version,
+            "discovery": discovered.mode,
+            "objects": results.iter().map(|r| r.objects).sum::<u64>(),
+            "encrypted_objects": encrypted_objects,
+            "errors": results.iter().filter_map(|r| r.error.clone()).collect::<Vec<_>>(),
+            "resources": results,
+        });
+        let item = source::kube::Item {
+            path: "index.json".into(),
+            data: serde_json::to_vec_pretty(&index).expect("index serializes"),
+            encrypted: false,
+        };
+        if item_tx.send(item).await.is_err() {
+            return Produced::Cancelled;
+        }
+        drop(item_tx);
+        Produced::Done((results, encrypted_objects))
+    };
+    let ((results, encrypted_objects), tally) =
+        run_stages(&mut upload, produce, archiver, stored_rx, cancel).await?;
+    upload.finish().await?;
+    let errors: Vec<String> = results.iter().filter_map(|r| r.error.clone()).collect();
+    let manifest = Manifest {
+        version: manifest::FORMAT_VERSION,
+        id,
+        cluster: cfg.cluster.clone(),
+        kind: Kind::Resources,
+        started_at,
+        finished_at: Utc::now(),
+        lifeboat_version: crate::VERSION.to_string(),
+        etcd: None,
+        resources: Some(manifest::ResourcesSource {
+            api_server,
+            api_server_version: discovered.server_version,
+            discovery: discovered.mode.to_string(),
+            resource_count: results.len() as u64,
+            objects: results.iter().map(|r| r.objects).sum(),
+            encrypted_objects,
+            encrypted_resources: cfg.resources.encrypt_resources.clone(),
+            recipients: recipients.iter().flatten().map(|r| r.to_string()).collect(),
+            partial: !errors.is_empty(),
+            errors,
+        }),
+        payload: Payload {
+            name,
+            plain_size: tally.plain_size,
+            stored_size: tally.stored_size,
+            stored_sha256: tally.stored_sha256,
+            compression: Compression {
+                algorithm: "zstd".into(),
+                level,
+            },
+            encryption: Encryption {
+                scheme: "none".into(),
+                recipients: vec![],
+            },
+        },
+    };
+    store.commit(&manifest).await?;
+    let info = manifest.resources.as_ref().expect("set above");
+    tracing::info!(backup_id = %manifest.id, objects = info.objects, encrypted = info.encrypted_objects, stored_bytes = manifest.payload.stored_size, partial = info.partial, "Resource export committed.");
+    Ok(manifest)
 }
 
-/// Picks the error that explains a failed pipeline: a stage that failed on its own, not one
-/// that stopped because its neighbour did.
-fn root_cause(
-    snapshot: Result<crate::snapshot::Verified, etcd::Error>,
-    encoded: Result<encode::Tally, encode::Error>,
-    uploaded: Result<(), object_store::Error>,
-) -> Result<(crate::snapshot::Verified, encode::Tally), Failure> {
+fn classify_io(e: std::io::Error) -> encode::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        encode::Error::OutputClosed
+    } else {
+        encode::Error::Io(e)
+    }
+}
+
+/// What the producing stage (etcd stream, resource export) ended with.
+enum Produced<P> {
+    /// It finished.
+    Done(P),
+    /// It stopped because a later stage went away (not the root cause).
+    Cancelled,
+    /// It failed on its own.
+    Failed(Error),
+}
+
+/// Runs the three stages at once: the producer, the encoder thread (`encoder`, fed by the
+/// producer) and the uploader (draining `stored_rx` into `upload`). On any failure or on
+/// `cancel`, the upload is aborted and the root cause is returned: a stage that failed on its
+/// own, not one that stopped because its neighbour did.
+async fn run_stages<P>(
+    upload: &mut store::Upload,
+    produce: impl std::future::Future<Output = Produced<P>>,
+    encoder: tokio::task::JoinHandle<Result<encode::Tally, encode::Error>>,
+    stored_rx: mpsc::Receiver<bytes::Bytes>,
+    cancel: &CancellationToken,
+) -> Result<(P, encode::Tally), Error> {
+    let outcome = {
+        let pipeline = async {
+            // The uploader owns the receiver: when an upload fails it is dropped, the encoder's
+            // next send fails, and the producer stops, instead of all three waiting on full channels.
+            let uploading = async {
+                let mut stored_rx = stored_rx;
+                while let Some(chunk) = stored_rx.recv().await {
+                    upload.write(chunk).await?;
+                }
+                Ok::<(), object_store::Error>(())
+            };
+            let (produced, uploaded) = tokio::join!(produce, uploading);
+            let encoded = encoder
+                .await
+                .unwrap_or_else(|e| Err(encode::Error::Io(std::io::Error::other(e))));
+            (produced, encoded, uploaded)
+        };
+        tokio::select! {
+            results = pipeline => Some(results),
+            _ = cancel.cancelled() => None,
+        }
+    };
+    let (produced, encoded, uploaded) = match outcome {
+        Some(r) => r,
+        None => {
+            return Err(upload
+                .abort_in_place("the run was cancelled (shutdown)".into())
+                .await
+                .into());
+        }
+    };
     if let Err(e) = uploaded {
-        return Err(Failure::Upload(e));
+        return Err(upload.abort_in_place(store::chain(&e)).await.into());
     }
-    match (snapshot, encoded) {
-        (Ok(v), Ok(t)) => Ok((v, t)),
-        (Err(e), _) if !matches!(e, etcd::Error::Cancelled) => Err(Failure::Other(e.into())),
-        (_, Err(e)) if !matches!(e, encode::Error::OutputClosed) => Err(Failure::Other(e.into())),
-        (Err(e), _) => Err(Failure::Other(e.into())),
-        (_, Err(e)) => Err(Failure::Other(e.into())),
+    let failure: Error = match (produced, encoded) {
+        (Produced::Done(p), Ok(t)) => return Ok((p, t)),
+        (Produced::Failed(e), _) => e,
+        (_, Err(e)) if !matches!(e, encode::Error::OutputClosed) => e.into(),
+        (Produced::Cancelled, _) => encode::Error::OutputClosed.into(),
+        (Produced::Done(_), Err(e)) => e.into(),
+    };
+    match upload.abort_in_place(failure.to_string()).await {
+        store::Error::Upload {
+            abort: store::AbortOutcome::Failed(why),
+            key,
+            ..
+        } => {
+            tracing::warn!(key, error = %why, "Aborting the partial upload failed; its parts stay until a bucket lifecycle rule with AbortIncompleteMultipartUpload removes them.")
+        }
+        other => tracing::debug!(error = %other, "Upload aborted after an earlier stage failed."),
     }
+    Err(failure)
 }

@@ -83,6 +83,57 @@ struct RawConfig {
     /// Restore drills (`lifeboat drill`, and `schedules.drill` in the service).
     #[serde(default)]
     drill: Option<RawDrill>,
+    /// What `backup resources` exports from the Kubernetes API.
+    #[serde(default)]
+    resources: Option<RawResources>,
+}
+
+/// `resources:`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResources {
+    /// Only these namespaces (default: all). Cluster-scoped objects are always exported.
+    #[serde(default)]
+    include_namespaces: Vec<String>,
+    /// Skip these namespaces.
+    #[serde(default)]
+    exclude_namespaces: Vec<String>,
+    /// Only these resources, as `plural.group` (`deployments.apps`) or `plural` for the core
+    /// group (`configmaps`). Default: every resource that supports list.
+    #[serde(default)]
+    include_resources: Vec<String>,
+    /// Skip these resources. Default: events (core and events.k8s.io).
+    #[serde(default = "default_exclude_resources")]
+    exclude_resources: Vec<String>,
+    /// Resources whose objects are each encrypted to the recipients (`<name>.yaml.age`).
+    #[serde(default = "default_encrypt_resources")]
+    encrypt_resources: Vec<String>,
+    /// Objects per LIST page (the export holds about one page in memory).
+    #[serde(default = "default_page_size")]
+    page_size: u32,
+}
+
+impl Default for RawResources {
+    fn default() -> Self {
+        RawResources {
+            include_namespaces: vec![],
+            exclude_namespaces: vec![],
+            include_resources: vec![],
+            exclude_resources: default_exclude_resources(),
+            encrypt_resources: default_encrypt_resources(),
+            page_size: default_page_size(),
+        }
+    }
+}
+
+fn default_exclude_resources() -> Vec<String> {
+    vec!["events".into(), "events.events.k8s.io".into()]
+}
+fn default_encrypt_resources() -> Vec<String> {
+    vec!["secrets".into()]
+}
+fn default_page_size() -> u32 {
+    500
 }
 
 /// `drill:`
@@ -102,6 +153,8 @@ struct RawDrill {
 struct RawSchedules {
     /// The etcd snapshot plan.
     etcd: Option<RawPlan>,
+    /// The Kubernetes resource export plan.
+    resources: Option<RawPlan>,
     /// Restore drills of the newest etcd backup (needs `drill.identity_file`).
     drill: Option<RawDrillPlan>,
 }
@@ -392,6 +445,39 @@ pub struct Config {
     pub kubernetes: Kubernetes,
     /// Restore drill settings.
     pub drill: Drill,
+    /// Resource export settings.
+    pub resources: Resources,
+}
+
+/// Validated `resources:`.
+#[derive(Debug, Clone)]
+pub struct Resources {
+    /// Only these namespaces (empty: all).
+    pub include_namespaces: Vec<String>,
+    /// Skip these namespaces.
+    pub exclude_namespaces: Vec<String>,
+    /// Only these resources (empty: all).
+    pub include_resources: Vec<String>,
+    /// Skip these resources.
+    pub exclude_resources: Vec<String>,
+    /// Encrypt each object of these resources.
+    pub encrypt_resources: Vec<String>,
+    /// LIST page size.
+    pub page_size: u32,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        let r = RawResources::default();
+        Resources {
+            include_namespaces: r.include_namespaces,
+            exclude_namespaces: r.exclude_namespaces,
+            include_resources: r.include_resources,
+            exclude_resources: r.exclude_resources,
+            encrypt_resources: r.encrypt_resources,
+            page_size: r.page_size,
+        }
+    }
 }
 
 /// Validated `drill:` and `schedules.drill:`.
@@ -624,6 +710,28 @@ impl Validator<'_> {
             }
             plans.push(self.plan("etcd", crate::manifest::Kind::Etcd, p)?);
         }
+        if let Some(p) = schedules.resources {
+            plans.push(self.plan("resources", crate::manifest::Kind::Resources, p)?);
+        }
+        let raw_resources = raw.resources.unwrap_or_default();
+        if raw_resources.page_size == 0 || raw_resources.page_size > 10_000 {
+            return Err(Error::Missing {
+                path: self.path.to_path_buf(),
+                field: "resources.page_size".into(),
+                message: format!(
+                    "{} is out of range: use 1 to 10000 (500 is the default)",
+                    raw_resources.page_size
+                ),
+            });
+        }
+        let resources = Resources {
+            include_namespaces: raw_resources.include_namespaces,
+            exclude_namespaces: raw_resources.exclude_namespaces,
+            include_resources: raw_resources.include_resources,
+            exclude_resources: raw_resources.exclude_resources,
+            encrypt_resources: raw_resources.encrypt_resources,
+            page_size: raw_resources.page_size,
+        };
         let server = self.server(raw.server.unwrap_or_default())?;
         let leader_election = self.leader_election(raw.leader_election.unwrap_or_default())?;
         let raw_kubernetes = raw.kubernetes.unwrap_or_default();
@@ -646,6 +754,7 @@ impl Validator<'_> {
             leader_election,
             kubernetes,
             drill,
+            resources,
         })
     }
 

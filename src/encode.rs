@@ -258,6 +258,26 @@ pub fn spawn(
     })
 }
 
+/// Decrypts one standalone age file (an encrypted object of a resource export).
+pub fn decoder_plain<'a, R: Read + 'a>(
+    stored: R,
+    identities: &crate::keys::Identities,
+) -> Result<Box<dyn Read + 'a>, Error> {
+    let decryptor = age::Decryptor::new(stored).map_err(|e| Error::NotAge {
+        reason: e.to_string(),
+    })?;
+    let reader = decryptor.decrypt(identities.iter()).map_err(|e| match e {
+        age::DecryptError::NoMatchingKeys => Error::WrongIdentity {
+            identity_file: identities.path.display().to_string(),
+            recipients: "the export's recipients (see the manifest)".into(),
+        },
+        other => Error::Decrypt {
+            reason: other.to_string(),
+        },
+    })?;
+    Ok(Box::new(reader))
+}
+
 /// Opens a stored payload for reading: age decryption (when `identities` is given) and zstd.
 /// `recipients` only serve the message when no identity matches.
 pub fn decoder<'a, R: Read + 'a>(

@@ -44,6 +44,10 @@ pub enum Error {
     #[error(transparent)]
     Etcd(#[from] crate::source::etcd::Error),
     #[error(transparent)]
+    Kube(#[from] crate::source::kube::Error),
+    #[error(transparent)]
+    KubeClient(#[from] crate::kube::Error),
+    #[error(transparent)]
     Encode(#[from] crate::encode::Error),
     #[error(transparent)]
     Store(#[from] crate::store::Error),
@@ -58,7 +62,7 @@ impl Error {
     pub fn stage(&self) -> Stage {
         match self {
             Error::Config(_) | Error::Keys(_) => Stage::Config,
-            Error::Etcd(_) => Stage::Snapshot,
+            Error::Etcd(_) | Error::Kube(_) | Error::KubeClient(_) => Stage::Snapshot,
             Error::Encode(_) => Stage::Encode,
             Error::Store(e) if e.is_commit() => Stage::Commit,
             Error::Store(_) => Stage::Upload,

@@ -21,6 +21,11 @@ pub enum Error {
 
 /// A client for the configured cluster.
 pub async fn client(cfg: &config::Kubernetes) -> Result<kube::Client, Error> {
+    Ok(client_with_url(cfg).await?.0)
+}
+
+/// A client for the configured cluster, and the API server's URL (for manifests and messages).
+pub async fn client_with_url(cfg: &config::Kubernetes) -> Result<(kube::Client, String), Error> {
     let options = KubeConfigOptions {
         context: cfg.context.clone(),
         ..Default::default()
@@ -46,7 +51,9 @@ pub async fn client(cfg: &config::Kubernetes) -> Result<kube::Client, Error> {
                 reason: e.to_string(),
             })?,
         };
-    kube::Client::try_from(config).map_err(|e| Error::Client {
+    let url = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config).map_err(|e| Error::Client {
         reason: e.to_string(),
-    })
+    })?;
+    Ok((client, url))
 }

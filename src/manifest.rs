@@ -157,8 +157,36 @@ pub struct Manifest {
     /// Facts about the etcd member the snapshot came from (etcd backups only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd: Option<EtcdSource>,
+    /// Facts about the resource export (resource backups only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourcesSource>,
     /// The stored payload object.
     pub payload: Payload,
+}
+
+/// The Kubernetes API a resource export came from, and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourcesSource {
+    /// The API server URL.
+    pub api_server: String,
+    /// Its version (gitVersion).
+    pub api_server_version: String,
+    /// `aggregated` or `legacy` discovery.
+    pub discovery: String,
+    /// Resources exported (kinds).
+    pub resource_count: u64,
+    /// Objects in the archive (index.json not counted).
+    pub objects: u64,
+    /// Of those, objects stored as individual age files.
+    pub encrypted_objects: u64,
+    /// Resources whose objects are encrypted.
+    pub encrypted_resources: Vec<String>,
+    /// Recipients of the encrypted objects.
+    pub recipients: Vec<String>,
+    /// True when at least one resource could not be listed completely: see `errors`.
+    pub partial: bool,
+    /// One line per resource that failed.
+    pub errors: Vec<String>,
 }
 
 /// The etcd member a snapshot was taken from, as it reported itself.
@@ -284,6 +312,7 @@ mod tests {
                 snapshot_sha256: "ab".repeat(32),
                 key_count: Some(42),
             }),
+            resources: None,
             payload: Payload {
                 name: "snapshot.db.zst.age".into(),
                 plain_size: 20512,

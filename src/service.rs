@@ -395,8 +395,21 @@ async fn run_plan(svc: Arc<Service>, plan: Plan, abort: CancellationToken) {
     for attempt in 0..=plan.retries {
         let result = match plan.kind {
             Kind::Etcd => crate::backup::etcd(&svc.cfg, &svc.store, &abort).await,
-            Kind::Resources => unreachable!("resource plans are not configurable yet"),
+            Kind::Resources => crate::backup::resources(&svc.cfg, &svc.store, &abort).await,
         };
+        if let Ok(manifest) = &result
+            && let Some(r) = manifest.resources.as_ref().filter(|r| r.partial)
+        {
+            // Stored and listed, but not a full success: freshness stays on the last full one.
+            m.runs
+                .with_label_values(&[cluster, &plan.name, "partial"])
+                .inc();
+            m.last_attempt
+                .with_label_values(&labels)
+                .set(manifest.finished_at.timestamp() as f64);
+            tracing::error!(plan = %plan.name, backup_id = %manifest.id, errors = %r.errors.join("; "), "Resource export is partial.");
+            return;
+        }
         match result {
             Ok(manifest) => {
                 let finished = manifest.finished_at.timestamp() as f64;

@@ -308,7 +308,7 @@ impl Store {
             })?;
         Ok(Upload {
             described: self.describe(&key),
-            writer: WriteMultipart::new_with_chunk_size(upload, self.part_size),
+            writer: Some(WriteMultipart::new_with_chunk_size(upload, self.part_size)),
             concurrency: self.concurrency,
         })
     }
@@ -530,26 +530,37 @@ impl Store {
 /// pipeline always ends it one way or the other.
 pub struct Upload {
     described: String,
-    writer: WriteMultipart,
+    writer: Option<WriteMultipart>,
     concurrency: usize,
 }
 
 impl Upload {
+    fn writer(&mut self) -> &mut WriteMultipart {
+        self.writer
+            .as_mut()
+            .expect("the upload was already finished or aborted")
+    }
+
     /// Queues bytes, waiting first while `concurrency` parts are already in flight.
     pub async fn write(&mut self, bytes: Bytes) -> Result<(), object_store::Error> {
-        self.writer.wait_for_capacity(self.concurrency).await?;
-        self.writer.put(bytes);
+        let concurrency = self.concurrency;
+        self.writer().wait_for_capacity(concurrency).await?;
+        self.writer().put(bytes);
         Ok(())
     }
 
     /// Completes the upload: waits for the parts in flight (aborting if one failed), then sends
     /// the last part and the completion request.
     pub async fn finish(mut self) -> Result<(), Error> {
-        if let Err(e) = self.writer.wait_for_capacity(0).await {
-            return Err(self.abort(chain(&e)).await);
+        if let Err(e) = self.writer().wait_for_capacity(0).await {
+            return Err(self.abort_in_place(chain(&e)).await);
         }
         let described = self.described.clone();
-        match self.writer.finish().await {
+        let writer = self
+            .writer
+            .take()
+            .expect("the upload was already finished or aborted");
+        match writer.finish().await {
             Ok(_) => Ok(()),
             // object_store aborts by itself here and returns either error; say so honestly.
             Err(e) => Err(Error::Upload {
@@ -561,14 +572,21 @@ impl Upload {
     }
 
     /// Aborts the upload after `reason`, and says how that went.
-    pub async fn abort(self, reason: String) -> Error {
-        let described = self.described.clone();
-        let abort = match self.writer.abort().await {
-            Ok(()) => AbortOutcome::Aborted,
-            Err(e) => AbortOutcome::Failed(chain(&e)),
+    pub async fn abort(mut self, reason: String) -> Error {
+        self.abort_in_place(reason).await
+    }
+
+    /// Aborts the upload (once) after `reason`, and says how that went.
+    pub async fn abort_in_place(&mut self, reason: String) -> Error {
+        let abort = match self.writer.take() {
+            Some(writer) => match writer.abort().await {
+                Ok(()) => AbortOutcome::Aborted,
+                Err(e) => AbortOutcome::Failed(chain(&e)),
+            },
+            None => AbortOutcome::NotStarted,
         };
         Error::Upload {
-            key: described,
+            key: self.described.clone(),
             reason,
             abort,
         }

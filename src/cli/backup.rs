@@ -11,6 +11,8 @@ use tokio_util::sync::CancellationToken;
 pub enum Target {
     /// An etcd snapshot, streamed from the first endpoint that answers.
     Etcd,
+    /// Every object the Kubernetes API serves, as YAML in resources.tar.zst (Secrets encrypted).
+    Resources,
 }
 
 /// Runs `backup`.
@@ -30,6 +32,31 @@ pub async fn run(config: &Path, target: Target) -> anyhow::Result<()> {
                 super::human_bytes(m.payload.stored_size),
                 store.describe(&key)
             );
+        }
+        Target::Resources => {
+            let m = lifeboat::backup::resources(&cfg, &store, &cancel).await?;
+            let key = store.backup_dir(&m.cluster, m.kind, m.id.as_str());
+            let r = m
+                .resources
+                .as_ref()
+                .expect("resource backups describe their export");
+            println!(
+                "Backup {} {}: {} objects of {} resources ({} encrypted), {} stored at {}/",
+                m.id,
+                if r.partial { "is PARTIAL" } else { "complete" },
+                r.objects,
+                r.resource_count,
+                r.encrypted_objects,
+                super::human_bytes(m.payload.stored_size),
+                store.describe(&key)
+            );
+            if r.partial {
+                anyhow::bail!(
+                    "backup {} is partial: {} (the rest was exported; fix access to these resources and run it again)",
+                    m.id,
+                    r.errors.join("; ")
+                );
+            }
         }
     }
     Ok(())

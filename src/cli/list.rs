@@ -55,10 +55,17 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<()> {
                 .as_ref()
                 .map(|e| (e.revision.to_string(), e.server_version.clone()))
                 .unwrap_or_else(|| ("-".into(), "-".into()));
-            let encryption = match m.payload.encryption.recipients.len() {
+            let encryption = match (&m.resources, m.payload.encryption.recipients.len()) {
+                (Some(r), _) if r.partial => format!(
+                    "PARTIAL ({} failed); {} objects, {} encrypted",
+                    r.errors.len(),
+                    r.objects,
+                    r.encrypted_objects
+                ),
+                (Some(r), _) => format!("{} objects, {} encrypted", r.objects, r.encrypted_objects),
                 _ if !m.payload.encryption.is_encrypted() => "NONE".to_string(),
-                1 => "age, 1 recipient".to_string(),
-                n => format!("age, {n} recipients"),
+                (_, 1) => "age, 1 recipient".to_string(),
+                (_, n) => format!("age, {n} recipients"),
             };
             println!(
                 "{:<22} {:<20} {:>9} {:>9} {:>10} {:<8} {}",

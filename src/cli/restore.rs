@@ -19,6 +19,28 @@ use lifeboat::restore::guided;
 pub enum Target {
     /// An etcd snapshot: to a file, or the guided restore of this control-plane node.
     Etcd(EtcdArgs),
+    /// A resource export, unpacked to a directory of YAML files for `kubectl apply`.
+    Resources(ResourcesArgs),
+}
+
+/// Arguments of `restore resources`.
+#[derive(Debug, clap::Args)]
+pub struct ResourcesArgs {
+    /// `latest` or a backup id from `lifeboat list --kind resources`.
+    #[arg(long, default_value = "latest")]
+    pub backup: String,
+    /// Write the YAML files here (must not exist yet).
+    #[arg(long)]
+    pub to_dir: PathBuf,
+    /// Only this namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Only this resource, e.g. deployments.apps or configmaps.
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// age identity: decrypt Secrets (and other encrypted objects) to plain YAML.
+    #[arg(long, short)]
+    pub identity: Option<PathBuf>,
 }
 
 /// Arguments of `restore etcd`.
@@ -70,7 +92,10 @@ pub struct EtcdArgs {
 
 /// Runs `restore`.
 pub async fn run(config: &Path, target: Target) -> anyhow::Result<()> {
-    let Target::Etcd(args) = target;
+    let args = match target {
+        Target::Etcd(args) => args,
+        Target::Resources(args) => return restore_resources(config, args).await,
+    };
     let cfg = super::load_config(config)?;
     let identities = super::load_identities(args.identity.as_deref())?;
     if let Some(to_file) = &args.to_file {
@@ -303,4 +328,46 @@ async fn show_progress(done: Arc<AtomicU64>, total: u64) {
             );
         }
     }
+}
+
+async fn restore_resources(config: &Path, args: ResourcesArgs) -> anyhow::Result<()> {
+    let cfg = super::load_config(config)?;
+    let identities = super::load_identities(args.identity.as_deref())?;
+    let store = super::open_store(&cfg)?;
+    let manifest = store
+        .resolve(
+            &cfg.cluster,
+            lifeboat::manifest::Kind::Resources,
+            &args.backup,
+        )
+        .await?;
+    let filter = lifeboat::restore::resources::Filter {
+        namespace: args.namespace.clone(),
+        resource: args.resource.clone(),
+    };
+    let r =
+        lifeboat::restore::resources::to_dir(&store, &manifest, identities, &args.to_dir, filter)
+            .await?;
+    println!(
+        "Wrote {} files of backup {} to {}{}.",
+        r.written,
+        manifest.id,
+        args.to_dir.display(),
+        match (r.decrypted, r.still_encrypted) {
+            (0, 0) => String::new(),
+            (d, 0) => format!(" ({d} encrypted objects decrypted)"),
+            (_, e) => format!(" ({e} objects left as .yaml.age: pass --identity to decrypt them)"),
+        }
+    );
+    if manifest.resources.as_ref().is_some_and(|r| r.partial) {
+        eprintln!(
+            "Note: this backup is partial; see errors in {}/index.json.",
+            args.to_dir.display()
+        );
+    }
+    println!(
+        "Apply with: kubectl apply --server-side -R -f {}",
+        args.to_dir.display()
+    );
+    Ok(())
 }

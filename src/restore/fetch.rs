@@ -253,7 +253,7 @@ fn check_blocking<R: Read>(
             actual: plain_size,
         }));
     }
-    if let Some(etcd) = &manifest.etcd
+    if let (Some(etcd), Some(verified)) = (&manifest.etcd, verified)
         && etcd.snapshot_sha256 != verified.sha256
     {
         return Err(cleanup(Error::HashDiffers {
@@ -290,14 +290,14 @@ fn check_blocking<R: Read>(
 
 /// Remembers the first error of the download stream, so that a broken download is reported
 /// as such and not as the damage it causes further down.
-struct Latch<R> {
+pub(crate) struct Latch<R> {
     inner: R,
-    error: Option<String>,
+    pub(crate) error: Option<String>,
     progress: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<R> Latch<R> {
-    fn new(inner: R, progress: Arc<std::sync::atomic::AtomicU64>) -> Self {
+    pub(crate) fn new(inner: R, progress: Arc<std::sync::atomic::AtomicU64>) -> Self {
         Latch {
             inner,
             error: None,
@@ -377,9 +377,13 @@ fn decode_into<R: Read>(
     identities: Option<&Identities>,
     sink: &mut Sink,
     sink_path: Option<&Path>,
-) -> Result<(u64, snapshot::Verified), DecodeFailure> {
-    let mut plain = encode::decoder(stored, identities, &manifest.payload.encryption.recipients)
+) -> Result<(u64, Option<snapshot::Verified>), DecodeFailure> {
+    let plain = encode::decoder(stored, identities, &manifest.payload.encryption.recipients)
         .map_err(DecodeFailure::Open)?;
+    if manifest.kind == crate::manifest::Kind::Resources {
+        return check_archive(plain, manifest).map(|n| (n, None));
+    }
+    let mut plain = plain;
     let mut check = TrailerCheck::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -396,5 +400,45 @@ fn decode_into<R: Read>(
     }
     let size = check.bytes_seen();
     let verified = check.finish().map_err(DecodeFailure::Integrity)?;
-    Ok((size, verified))
+    Ok((size, Some(verified)))
+}
+
+/// Reads a resource archive through: every tar entry must parse, and there must be as many as
+/// the manifest says (objects plus index.json). Returns the plain (tar) size.
+fn check_archive<R: Read>(plain: R, manifest: &Manifest) -> Result<u64, DecodeFailure> {
+    let mut counted = Counted { inner: plain, n: 0 };
+    let mut entries = 0u64;
+    {
+        let mut archive = tar::Archive::new(&mut counted);
+        for entry in archive.entries().map_err(DecodeFailure::Decompress)? {
+            let mut entry = entry.map_err(DecodeFailure::Decompress)?;
+            io::copy(&mut entry, &mut io::sink()).map_err(DecodeFailure::Decompress)?;
+            entries += 1;
+        }
+    }
+    io::copy(&mut counted, &mut io::sink()).map_err(DecodeFailure::Decompress)?;
+    let expected = manifest
+        .resources
+        .as_ref()
+        .map(|r| r.objects + 1)
+        .unwrap_or(entries);
+    if entries != expected {
+        return Err(DecodeFailure::Decompress(io::Error::other(format!(
+            "the archive holds {entries} entries but the manifest lists {expected} (objects and index.json)"
+        ))));
+    }
+    Ok(counted.n)
+}
+
+struct Counted<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
 }

@@ -6,5 +6,6 @@ pub mod etcdutl;
 pub mod fetch;
 pub mod guided;
 pub mod manifest_rewrite;
+pub mod resources;
 
 pub use fetch::{Error, Outcome, fetch, fetch_with_progress};

@@ -2,3 +2,4 @@
 //! facts that go into the manifest.
 
 pub mod etcd;
+pub mod kube;

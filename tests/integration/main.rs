@@ -12,6 +12,7 @@ mod faults;
 mod guided_restore;
 mod kube_api_server;
 mod prometheus;
+mod resources;
 mod roundtrip;
 mod service;
 mod standard_tools;
