@@ -75,6 +75,6 @@ fn the_deploy_manifests_apply_and_their_config_parses() {
             &format!("{}/", scratch.path().display()),
         );
     let cfg = lifeboat::config::Config::parse(std::path::Path::new("configmap"), &text).unwrap();
-    assert_eq!(cfg.plans.len(), 1);
+    assert_eq!(cfg.plans.len(), 2);
     assert!(cfg.leader_election.is_some());
 }
