@@ -2,10 +2,9 @@
 //! falling back to per-group discovery; preferred versions only; subresources skipped), then
 //! LIST each one in pages (`limit`, `continue`), cleaning every object for re-apply and handing
 //! it on as soon as its page arrives, so memory is bounded by a page, not by the cluster. A
-//! `410 Gone` (expired continue token) restarts that resource's list, skipping objects already
-//! written. A resource that fails to list is recorded, and the others are still exported.
-
-use std::collections::HashSet;
+//! `410 Gone` (expired continue token) restarts that resource's list, skipping objects up to the
+//! last one written (lists come in etcd key order, so one key is all that must be remembered).
+//! A resource that fails to list is recorded, and the others are still exported.
 
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope, verbs};
@@ -179,7 +178,9 @@ pub async fn export(
         restarts: 0,
         error: None,
     };
-    let mut written: HashSet<String> = HashSet::new();
+    // The key (`namespace/name`) of the last object written: after a restart, everything up to
+    // it was already written.
+    let mut last_written: Option<String> = None;
     let mut token: Option<String> = None;
     loop {
         let mut params = ListParams::default().limit(cfg.page_size);
@@ -224,7 +225,11 @@ pub async fn export(
                 &name,
                 encrypt && recipients.is_some(),
             );
-            if !written.insert(path.clone()) {
+            let order_key = format!("{}/{name}", namespace.as_deref().unwrap_or(""));
+            if last_written
+                .as_ref()
+                .is_some_and(|last| order_key.as_str() <= last.as_str())
+            {
                 continue;
             }
             let value = clean(
@@ -253,6 +258,7 @@ pub async fn export(
             .await
             .map_err(|_| Error::Cancelled)?;
             result.objects += 1;
+            last_written = Some(order_key);
         }
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(next) => token = Some(next),

@@ -314,3 +314,45 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_the_resources_plan() {
+    let api = KubeApi::start(Seed::Standard(20));
+    let store = crate::support::tempdir();
+    let port = crate::support::free_port();
+    let lb = exporter(
+        &api,
+        store.path(),
+        &format!(
+            "schedules:\n  resources:\n    cron: \"@yearly\"\n    retention: {{ keep_last: 1 }}\nserver:\n  listen: 127.0.0.1:{port}\n"
+        ),
+    );
+    let mut cmd = tokio::process::Command::from(lb.cmd());
+    let log = std::fs::File::create(lb.path("serve.log")).unwrap();
+    let mut child = cmd
+        .arg("serve")
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let series = "lifeboat_backup_runs_total{cluster=\"test-cluster\",plan=\"resources\",result=\"success\"}";
+    let start = std::time::Instant::now();
+    loop {
+        let text = crate::support::http_get(port, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        if crate::support::metric(&text, series) == Some(1.0) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no resource export ran:\n{text}\n{}",
+            crate::support::read(&lb.path("serve.log"))
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = child.kill().await;
+    let listing: serde_json::Value =
+        serde_json::from_str(&lb.ok(&["list", "--kind", "resources", "--output", "json"])).unwrap();
+    assert_eq!(listing["backups"].as_array().unwrap().len(), 1);
+}
