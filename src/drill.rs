@@ -99,14 +99,21 @@ pub async fn run(
     let peer = format!("http://127.0.0.1:{peer_port}");
     let client = format!("http://127.0.0.1:{client_port}");
     let data = work.0.join("data");
-    tool.restore(&etcdutl::Restore {
-        snapshot: &snapshot,
-        data_dir: &data,
-        name: "drill",
-        initial_cluster: &format!("drill={peer}"),
-        peer_urls: &peer,
-        token: "lifeboat-drill",
-    })?;
+    let restore = {
+        let (tool, snapshot, data, peer) =
+            (tool.clone(), snapshot.clone(), data.clone(), peer.clone());
+        tokio::task::spawn_blocking(move || {
+            tool.restore(&etcdutl::Restore {
+                snapshot: &snapshot,
+                data_dir: &data,
+                name: "drill",
+                initial_cluster: &format!("drill={peer}"),
+                peer_urls: &peer,
+                token: "lifeboat-drill",
+            })
+        })
+    };
+    restore.await.map_err(|e| failed(e.to_string()))??;
     let log = std::fs::File::create(work.0.join("etcd.log")).map_err(|e| failed(e.to_string()))?;
     let mut etcd = Command::new(bin_dir.join("etcd"))
         .arg("--name=drill")
@@ -129,7 +136,8 @@ pub async fn run(
 
     let mut last = String::new();
     let mut kv = None;
-    while started.elapsed() < Duration::from_secs(60) {
+    let booting = Instant::now();
+    while booting.elapsed() < Duration::from_secs(60) {
         if let Ok(Some(status)) = etcd.0.try_wait() {
             return Err(failed(format!(
                 "the restored etcd exited ({status}); see its log in a re-run with LIFEBOAT_LOG=debug"
@@ -171,16 +179,7 @@ pub async fn run(
             want: format!("at least {}", recorded.revision),
         });
     }
-    let count = kv
-        .get(
-            "\0",
-            Some(
-                etcd_client::GetOptions::new()
-                    .with_from_key()
-                    .with_count_only()
-                    .with_revision(recorded.revision),
-            ),
-        )
+    let count = crate::source::etcd::key_count_at(&mut kv, recorded.revision)
         .await
         .map_err(|e| {
             failed(format!(
@@ -188,9 +187,7 @@ pub async fn run(
                 recorded.revision,
                 chain(&e)
             ))
-        })?
-        .count()
-        .max(0) as u64;
+        })?;
     if let Some(want) = recorded.key_count
         && want != count
     {

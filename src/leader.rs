@@ -36,13 +36,20 @@ impl Elector {
     /// Lease so a standby takes over at once.
     pub async fn run(mut self, leading: watch::Sender<bool>, cancel: CancellationToken) {
         loop {
-            let is_leader = match self.round().await {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(lease = %self.cfg.lease_name, namespace = %self.cfg.namespace, error = %e, "Lease update failed.");
-                    // Keep leading only while our last renewal is still valid.
+            // A round may not outlast the renew deadline: a leader that cannot reach the API
+            // server must step down before a standby may take over (after lease_duration).
+            let deadline = self.renew_deadline();
+            let is_leader = match tokio::time::timeout(deadline, self.round()).await {
+                Ok(Ok(l)) => l,
+                failed => {
+                    let error = match failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("no answer within {deadline:?}"),
+                    };
+                    tracing::warn!(lease = %self.cfg.lease_name, namespace = %self.cfg.namespace, error, "Lease update failed.");
+                    // Keep leading only while the last renewal is younger than the deadline.
                     self.leading_since_renew
-                        .is_some_and(|t| t.elapsed() < self.cfg.lease_duration)
+                        .is_some_and(|t| t.elapsed() < deadline)
                 }
             };
             if leading.send_if_modified(|l| std::mem::replace(l, is_leader) != is_leader) {
@@ -63,6 +70,15 @@ impl Elector {
                 tracing::warn!(error = %e, "Could not release the lease; a standby takes over when it expires.");
             }
         }
+    }
+
+    /// How long a leader keeps leading without a successful renewal: one renew interval less
+    /// than the lease, so it has stopped before any standby can see the lease expire.
+    fn renew_deadline(&self) -> Duration {
+        self.cfg
+            .lease_duration
+            .saturating_sub(self.cfg.renew_interval)
+            .max(Duration::from_millis(500))
     }
 
     /// One try: create, renew or take over the Lease. Returns whether this replica leads.

@@ -256,6 +256,12 @@ impl Encryption {
 }
 
 impl Manifest {
+    /// False for a partial resource export (a resource failed to list); such a backup is kept
+    /// and listed, but never counts as the newest good backup.
+    pub fn is_full(&self) -> bool {
+        self.resources.as_ref().is_none_or(|r| !r.partial)
+    }
+
     /// Serializes the manifest as the pretty JSON that is stored.
     pub fn to_json(&self) -> Vec<u8> {
         let mut out = serde_json::to_vec_pretty(self).expect("a manifest always serializes");

@@ -20,6 +20,8 @@ pub struct Report {
     pub decision: Decision,
     /// Sweep verdicts for id directories without a manifest.
     pub sweep: Vec<SweepVerdict>,
+    /// Partial resource exports: (id, superseded by a newer full backup and so deleted).
+    pub partials: Vec<(String, bool)>,
     /// Backups actually deleted (0 on a dry run).
     pub deleted: usize,
     /// Incomplete id directories actually removed.
@@ -43,9 +45,29 @@ pub async fn prune(
     let tz = plan.schedule.time_zone();
     let sweep_after = plan.sweep_incomplete_after;
     let listing = store.list(cluster, kind).await?;
+    // Partial resource exports do not count for retention: each is kept until a newer full
+    // backup exists, then deleted as superseded.
+    let newest_full = listing
+        .complete
+        .iter()
+        .filter(|m| m.is_full())
+        .map(|m| m.started_at)
+        .max();
+    let partials: Vec<(String, bool)> = listing
+        .complete
+        .iter()
+        .filter(|m| !m.is_full())
+        .map(|m| {
+            (
+                m.id.to_string(),
+                newest_full.is_some_and(|t| t > m.started_at),
+            )
+        })
+        .collect();
     let backups = listing
         .complete
         .iter()
+        .filter(|m| m.is_full())
         .map(|m| ListedBackup {
             id: m.id.to_string(),
             time: m.started_at,
@@ -83,6 +105,7 @@ pub async fn prune(
         remaining: listing.complete.len(),
         decision,
         sweep,
+        partials,
         deleted: 0,
         swept: 0,
     };
@@ -101,6 +124,14 @@ pub async fn prune(
         report.deleted += 1;
         report.remaining -= 1;
         tracing::info!(backup_id = %verdict.id, reason = %verdict.explain(), "Backup deleted by retention.");
+    }
+    for (id, _) in report.partials.iter().filter(|(_, superseded)| *superseded) {
+        let dir = store.backup_dir(cluster, kind, id);
+        store.delete(&dir.clone().join(MANIFEST_NAME)).await?;
+        delete_dir(store, &dir).await?;
+        report.deleted += 1;
+        report.remaining -= 1;
+        tracing::info!(backup_id = %id, "Partial backup deleted: a newer full backup exists.");
     }
     for verdict in report
         .sweep

@@ -154,11 +154,11 @@ pub async fn run(
     let stop_scheduling = CancellationToken::new();
     let abort_runs = CancellationToken::new();
     let mut loops = Vec::new();
-    let mut runs: Vec<Arc<Mutex<Option<JoinHandle<()>>>>> = Vec::new();
+    let mut runs: Vec<Arc<Mutex<RunSlot>>> = Vec::new();
     for plan in &cfg.plans {
         svc.metrics.init_plan(&cfg.cluster, &plan.name);
         init_from_store(&svc, plan).await;
-        let running = Arc::new(Mutex::new(None));
+        let running = Arc::new(Mutex::new(RunSlot::default()));
         runs.push(running.clone());
         loops.push(tokio::spawn(plan_loop(
             svc.clone(),
@@ -177,7 +177,7 @@ pub async fn run(
                 .drill_runs
                 .with_label_values(&[&cfg.cluster, result]);
         }
-        let running = Arc::new(Mutex::new(None));
+        let running = Arc::new(Mutex::new(RunSlot::default()));
         runs.push(running.clone());
         loops.push(tokio::spawn(drill_loop(
             svc.clone(),
@@ -185,6 +185,7 @@ pub async fn run(
             scheduler.clone(),
             leading_rx.clone(),
             stop_scheduling.clone(),
+            abort_runs.clone(),
             running,
         )));
     }
@@ -197,7 +198,7 @@ pub async fn run(
     }
     let pending: Vec<JoinHandle<()>> = runs
         .iter()
-        .filter_map(|r| r.lock().expect("run slot").take())
+        .filter_map(|r| r.lock().expect("run slot").handle.take())
         .collect();
     let all = futures::future::join_all(pending);
     tokio::pin!(all);
@@ -221,6 +222,19 @@ pub async fn run(
     let _ = http.await;
     tracing::info!("Stopped.");
     Ok(())
+}
+
+/// The run of one plan (or the drills): its task and the token that aborts it.
+#[derive(Default)]
+struct RunSlot {
+    handle: Option<JoinHandle<()>>,
+    cancel: Option<CancellationToken>,
+}
+
+impl RunSlot {
+    fn is_running(&self) -> bool {
+        self.handle.as_ref().is_some_and(|h| !h.is_finished())
+    }
 }
 
 async fn check_store(
@@ -259,7 +273,7 @@ async fn init_from_store(svc: &Service, plan: &Plan) {
                 .backups_stored
                 .with_label_values(&labels)
                 .set(listing.complete.len() as i64);
-            if let Some(newest) = listing.complete.last() {
+            if let Some(newest) = listing.complete.iter().rev().find(|m| m.is_full()) {
                 svc.metrics
                     .last_success
                     .with_label_values(&labels)
@@ -285,7 +299,9 @@ async fn newest_complete(
         .list(&svc.cfg.cluster, plan.kind)
         .await?
         .complete
-        .last()
+        .iter()
+        .rev()
+        .find(|m| m.is_full())
         .map(|m| m.finished_at))
 }
 
@@ -296,24 +312,22 @@ async fn plan_loop(
     mut leading: watch::Receiver<Option<bool>>,
     stop: CancellationToken,
     abort: CancellationToken,
-    running: Arc<Mutex<Option<JoinHandle<()>>>>,
+    running: Arc<Mutex<RunSlot>>,
 ) {
     let labels = [svc.cfg.cluster.clone(), plan.name.clone()];
     let mut was_leading = false;
     let mut last_fire = Utc::now();
     let start_run = |why: &'static str| {
         let mut slot = running.lock().expect("run slot");
-        if slot.as_ref().is_some_and(|h| !h.is_finished()) {
+        if slot.is_running() {
             svc.metrics.skipped_overlap.with_label_values(&labels).inc();
             tracing::warn!(plan = %plan.name, "The previous run is still going: this scheduled run is skipped.");
             return;
         }
         tracing::info!(plan = %plan.name, why, "Run starting.");
-        *slot = Some(tokio::spawn(run_plan(
-            svc.clone(),
-            plan.clone(),
-            abort.clone(),
-        )));
+        let token = abort.child_token();
+        slot.cancel = Some(token.clone());
+        slot.handle = Some(tokio::spawn(run_plan(svc.clone(), plan.clone(), token)));
     };
     loop {
         // Becoming leader (or starting as one): catch up if a scheduled run was missed.
@@ -343,8 +357,11 @@ async fn plan_loop(
         let fired = match one_shot(&scheduler, next).await {
             Ok(rx) => rx,
             Err(e) => {
-                tracing::error!(plan = %plan.name, error = %e, "Cannot schedule the next run.");
-                return;
+                tracing::error!(plan = %plan.name, error = %e, "Cannot schedule the next run; retrying in 10s.");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => continue,
+                    _ = stop.cancelled() => return,
+                }
             }
         };
         tokio::select! {
@@ -359,6 +376,14 @@ async fn plan_loop(
             }
             changed = leading.changed() => {
                 if changed.is_err() { return; }
+                if *leading.borrow() != Some(true) {
+                    // Lost the lease: the new leader runs the plan now; stop ours cleanly.
+                    let slot = running.lock().expect("run slot");
+                    if slot.is_running() && let Some(token) = &slot.cancel {
+                        tracing::warn!(plan = %plan.name, "Leadership lost: aborting the running backup (no manifest is written).");
+                        token.cancel();
+                    }
+                }
             }
             _ = stop.cancelled() => return,
         }
@@ -489,13 +514,15 @@ async fn apply_retention(svc: &Service, plan: &Plan) {
 }
 
 /// Runs restore drills of the newest etcd backup on their schedule, on the leader only.
+#[allow(clippy::too_many_arguments)]
 async fn drill_loop(
     svc: Arc<Service>,
     schedule: crate::plan::Schedule,
     scheduler: JobScheduler,
     leading: watch::Receiver<Option<bool>>,
     stop: CancellationToken,
-    running: Arc<Mutex<Option<JoinHandle<()>>>>,
+    abort: CancellationToken,
+    running: Arc<Mutex<RunSlot>>,
 ) {
     let mut last_fire = Utc::now();
     loop {
@@ -515,11 +542,20 @@ async fn drill_loop(
             continue;
         }
         let mut slot = running.lock().expect("drill slot");
-        if slot.as_ref().is_some_and(|h| !h.is_finished()) {
+        if slot.is_running() {
             tracing::warn!("The previous restore drill is still running: this one is skipped.");
             continue;
         }
-        *slot = Some(tokio::spawn(run_drill(svc.clone())));
+        let token = abort.child_token();
+        slot.cancel = Some(token.clone());
+        let svc = svc.clone();
+        slot.handle = Some(tokio::spawn(async move {
+            tokio::select! {
+                _ = run_drill(svc) => {}
+                // Dropping the drill kills its throwaway etcd and removes its directory.
+                _ = token.cancelled() => tracing::warn!("Restore drill aborted by shutdown."),
+            }
+        }));
     }
 }
 

@@ -36,6 +36,17 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<()> {
                 v.explain()
             );
         }
+        for (id, superseded) in &report.partials {
+            let (action, why) = if *superseded {
+                (
+                    "DELETE",
+                    "partial export, superseded by a newer full backup",
+                )
+            } else {
+                ("KEEP", "partial export, no newer full backup yet")
+            };
+            println!("  {action:<6} {id}  {why}");
+        }
         for v in &report.sweep {
             println!(
                 "  {:<6} {}  incomplete (no manifest): {}",
@@ -49,7 +60,8 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<()> {
         } else {
             "deleted"
         };
-        let deletions = report.decision.deleted().count();
+        let deletions =
+            report.decision.deleted().count() + report.partials.iter().filter(|(_, s)| *s).count();
         let sweeps = report
             .sweep
             .iter()

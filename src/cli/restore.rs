@@ -260,29 +260,45 @@ async fn guided_restore(
     }
 }
 
-/// The etcd endpoints to health-check after the restore: the config's (with its TLS), or the
-/// manifest's plain-http client URLs.
+/// The etcd endpoints to health-check after the restore: this node's own client URLs from
+/// etcd.yaml (never other members, which may answer while this one is down), with the config's
+/// TLS settings for https.
 fn health_endpoints(
     cfg: &lifeboat::config::Config,
     plan: &guided::Plan,
 ) -> anyhow::Result<lifeboat::config::Etcd> {
-    if let Some(e) = &cfg.etcd {
-        return Ok(e.clone());
-    }
     let endpoints: Vec<url::Url> = plan
         .current
         .listen_client_urls
         .split(',')
         .filter_map(|u| url::Url::parse(u.trim()).ok())
+        .map(|mut u| {
+            if u.host_str() == Some("0.0.0.0") || u.host_str() == Some("[::]") {
+                let _ = u.set_host(Some("127.0.0.1"));
+            }
+            u
+        })
         .collect();
-    if endpoints.iter().any(|u| u.scheme() == "https") || endpoints.is_empty() {
+    if endpoints.is_empty() {
+        bail!("etcd.yaml's --listen-client-urls has no usable URL to check the restored etcd with");
+    }
+    let tls = cfg.etcd.as_ref().and_then(|e| e.tls.clone());
+    if endpoints.iter().all(|u| u.scheme() == "https") && tls.is_none() {
         bail!(
-            "the config has no etcd section to reach the restored etcd with: add etcd.endpoints and etcd.tls (kubeadm: /etc/kubernetes/pki/etcd/ca.crt and healthcheck-client.crt/.key)"
+            "etcd listens on https only, but the config has no etcd.tls to reach it with: add etcd.tls (kubeadm: /etc/kubernetes/pki/etcd/ca.crt and healthcheck-client.crt/.key)"
         );
     }
+    let endpoints = if tls.is_some() {
+        endpoints
+    } else {
+        endpoints
+            .into_iter()
+            .filter(|u| u.scheme() == "http")
+            .collect()
+    };
     Ok(lifeboat::config::Etcd {
         endpoints,
-        tls: None,
+        tls,
         timeout: Duration::from_secs(5),
     })
 }

@@ -261,8 +261,18 @@ impl Plan {
                 self.backup_dir.display()
             ));
         }
-        move_file(&self.manifest, &self.backup_dir.join("etcd.yaml"))
-            .map_err(|e| step("moving etcd.yaml out", e, self.rollback()))?;
+        let manifests_dir = self.manifest.parent().unwrap_or(Path::new("."));
+        move_file(&self.manifest, &self.backup_dir.join("etcd.yaml")).map_err(|e| {
+            let state = match &self.apiserver {
+                Some(_) => format!(
+                    "etcd still runs from the original etcd.yaml; kube-apiserver is stopped. Put it back: mv {} {}/",
+                    self.backup_dir.join("kube-apiserver.yaml").display(),
+                    manifests_dir.display()
+                ),
+                None => "Nothing else was changed.".to_string(),
+            };
+            step("moving etcd.yaml out", e, state)
+        })?;
         say(&format!(
             "Moved etcd.yaml to {}; waiting for etcd to stop.",
             self.backup_dir.display()
@@ -349,14 +359,14 @@ async fn wait_until_stopped(m: &EtcdManifest, wait: Duration) -> Result<(), Stri
     let start = Instant::now();
     loop {
         let port_open = addrs.iter().any(|a| {
-            std::net::TcpStream::connect_timeout(
-                &match a.parse() {
-                    Ok(sa) => sa,
-                    Err(_) => return false,
-                },
-                Duration::from_millis(300),
-            )
-            .is_ok()
+            std::net::ToSocketAddrs::to_socket_addrs(a.as_str())
+                .map(|mut resolved| {
+                    resolved.any(|sa| {
+                        std::net::TcpStream::connect_timeout(&sa, Duration::from_millis(300))
+                            .is_ok()
+                    })
+                })
+                .unwrap_or(false)
         });
         let container_running = crictl.as_ref().is_some_and(|c| {
             std::process::Command::new(c)

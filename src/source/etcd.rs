@@ -110,6 +110,15 @@ impl Status {
     }
 }
 
+/// The number of keys in the store at exactly `revision` (a count-only range over all keys).
+pub async fn key_count_at(client: &mut Client, revision: i64) -> Result<u64, etcd_client::Error> {
+    let opts = etcd_client::GetOptions::new()
+        .with_from_key()
+        .with_count_only()
+        .with_revision(revision);
+    Ok(client.get("\0", Some(opts)).await?.count().max(0) as u64)
+}
+
 /// Connects to the first configured endpoint that answers a status request.
 pub async fn connect(cfg: &config::Etcd) -> Result<Member, Error> {
     let options = connect_options(cfg)?;
@@ -163,19 +172,7 @@ async fn connect_one(
         let status = client.status().await.map_err(failed)?;
         // The number of keys at exactly that revision, so a restore drill can compare.
         let revision = status.header().map(|h| h.revision()).unwrap_or_default();
-        let count = client
-            .get(
-                "\0",
-                Some(
-                    etcd_client::GetOptions::new()
-                        .with_from_key()
-                        .with_count_only()
-                        .with_revision(revision),
-                ),
-            )
-            .await
-            .map(|r| r.count().max(0) as u64)
-            .ok();
+        let count = key_count_at(&mut client, revision).await.ok();
         Ok::<_, Error>((client, status, count))
     };
     let (client, status, key_count) =

@@ -232,13 +232,17 @@ pub async fn export(
             {
                 continue;
             }
-            let value = clean(
-                serde_json::to_value(&obj).unwrap_or(Value::Null),
-                &target.ar,
-            );
-            let yaml = serde_saphyr::to_string(&value)
-                .unwrap_or_default()
-                .into_bytes();
+            let yaml = match serde_json::to_value(&obj)
+                .map_err(|e| e.to_string())
+                .and_then(|v| {
+                    serde_saphyr::to_string(&clean(v, &target.ar)).map_err(|e| e.to_string())
+                }) {
+                Ok(y) => y.into_bytes(),
+                Err(e) => {
+                    result.error = Some(format!("{}: cannot serialize {name}: {e}", target.key));
+                    return Ok(result);
+                }
+            };
             let (data, encrypted) = match (encrypt, recipients) {
                 (true, Some(r)) => match crate::archive::encrypt(r, &yaml) {
                     Ok(d) => (d, true),

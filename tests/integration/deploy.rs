@@ -51,29 +51,8 @@ fn the_deploy_manifests_apply_and_their_config_parses() {
     let cm = api
         .get("configmaps", Some("lifeboat"), "lifeboat")
         .expect("configmap applied");
-    let scratch = crate::support::tempdir();
-    for name in [
-        "ca.crt",
-        "healthcheck-client.crt",
-        "healthcheck-client.key",
-        "access-key-id",
-        "secret-access-key",
-    ] {
-        let p = scratch.path().join(name);
-        std::fs::write(&p, "x\n").unwrap();
-        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    }
-    let text = cm["data"]["lifeboat.yaml"]
-        .as_str()
-        .unwrap()
-        .replace(
-            "/etc/kubernetes/pki/etcd/",
-            &format!("{}/", scratch.path().display()),
-        )
-        .replace(
-            "/etc/lifeboat/s3/",
-            &format!("{}/", scratch.path().display()),
-        );
+    let (_files, text) =
+        crate::support::with_scratch_files(cm["data"]["lifeboat.yaml"].as_str().unwrap());
     let cfg = lifeboat::config::Config::parse(std::path::Path::new("configmap"), &text).unwrap();
     assert_eq!(cfg.plans.len(), 2);
     assert!(cfg.leader_election.is_some());

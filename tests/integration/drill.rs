@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use crate::support::etcd::{Etcd, Version, require_version};
 use crate::support::lifeboat::{Lifeboat, Setup, StoreAt};
-use crate::support::{free_port, http_get, metric};
+use crate::support::serve::Serve;
+use crate::support::{free_port, metric};
 
 async fn drill_passes(version: Version) {
     let Some(bin) = require_version(version) else {
@@ -102,37 +103,21 @@ async fn serve_runs_drills_on_a_schedule_and_exports_the_result() {
     );
     let mut lb = lb0;
     lb.write_config(&setup);
-    let mut cmd = tokio::process::Command::from(lb.cmd());
-    let log = std::fs::File::create(lb.path("serve.log")).unwrap();
-    let mut child = cmd
-        .arg("serve")
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let series = "lifeboat_drill_last_success_timestamp_seconds{cluster=\"test-cluster\"}";
-    let start = std::time::Instant::now();
-    loop {
-        let text = http_get(port, "/metrics")
-            .map(|(_, b)| b)
-            .unwrap_or_default();
-        if metric(&text, series).is_some_and(|v| v > 1.7e9) {
-            assert!(
-                metric(
-                    &text,
-                    "lifeboat_drill_runs_total{cluster=\"test-cluster\",result=\"success\"}"
-                )
-                .unwrap()
-                    >= 1.0
-            );
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no drill passed:\n{text}\n{}",
-            crate::support::read(&lb.path("serve.log"))
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let _ = child.kill().await;
+    let serve = Serve::start(&lb, port, "drill");
+    serve
+        .wait_for(
+            "lifeboat_drill_last_success_timestamp_seconds{cluster=\"test-cluster\"}",
+            Duration::from_secs(60),
+            |v| v > 1.7e9,
+        )
+        .await;
+    assert!(
+        metric(
+            &serve.metrics(),
+            "lifeboat_drill_runs_total{cluster=\"test-cluster\",result=\"success\"}"
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert_eq!(serve.terminate(Duration::from_secs(30)).await, 0);
 }

@@ -327,32 +327,55 @@ async fn serve_runs_the_resources_plan() {
             "schedules:\n  resources:\n    cron: \"@yearly\"\n    retention: {{ keep_last: 1 }}\nserver:\n  listen: 127.0.0.1:{port}\n"
         ),
     );
-    let mut cmd = tokio::process::Command::from(lb.cmd());
-    let log = std::fs::File::create(lb.path("serve.log")).unwrap();
-    let mut child = cmd
-        .arg("serve")
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let series = "lifeboat_backup_runs_total{cluster=\"test-cluster\",plan=\"resources\",result=\"success\"}";
-    let start = std::time::Instant::now();
-    loop {
-        let text = crate::support::http_get(port, "/metrics")
-            .map(|(_, b)| b)
-            .unwrap_or_default();
-        if crate::support::metric(&text, series) == Some(1.0) {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no resource export ran:\n{text}\n{}",
-            crate::support::read(&lb.path("serve.log"))
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let _ = child.kill().await;
+    let serve = crate::support::serve::Serve::start(&lb, port, "resources");
+    serve
+        .wait_for(
+            "lifeboat_backup_runs_total{cluster=\"test-cluster\",plan=\"resources\",result=\"success\"}",
+            Duration::from_secs(60),
+            |v| v == 1.0,
+        )
+        .await;
+    assert_eq!(serve.terminate(Duration::from_secs(30)).await, 0);
     let listing: serde_json::Value =
         serde_json::from_str(&lb.ok(&["list", "--kind", "resources", "--output", "json"])).unwrap();
     assert_eq!(listing["backups"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_export_never_counts_as_the_newest_good_backup() {
+    let api = KubeApi::start(Seed::Standard(10));
+    let store = crate::support::tempdir();
+    let lb = exporter(
+        &api,
+        store.path(),
+        "schedules:\n  resources:\n    cron: \"@daily\"\n    retention: { keep_last: 1 }\n",
+    );
+    lb.ok(&["backup", "resources"]);
+    let full = lb.ok(&["list", "--kind", "resources", "--output", "json"]);
+    let full: serde_json::Value = serde_json::from_str(&full).unwrap();
+    let full_id = full["backups"][0]["id"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(1100));
+    api.fail_list("secrets", Fault::forbidden());
+    lb.fails(&["backup", "resources"]);
+    // keep_last: 1 keeps the full backup, not the newer partial one; the partial stays until a
+    // newer full backup supersedes it.
+    let out = lb.ok(&["prune"]);
+    assert!(out.contains(&format!("KEEP   {full_id}")), "{out}");
+    assert!(
+        out.contains("partial export, no newer full backup yet"),
+        "{out}"
+    );
+    api.clear_faults();
+    std::thread::sleep(Duration::from_millis(1100));
+    lb.ok(&["backup", "resources"]);
+    let out = lb.ok(&["prune"]);
+    assert!(
+        out.contains("partial export, superseded by a newer full backup"),
+        "{out}"
+    );
+    let listing: serde_json::Value =
+        serde_json::from_str(&lb.ok(&["list", "--kind", "resources", "--output", "json"])).unwrap();
+    let left = listing["backups"].as_array().unwrap();
+    assert_eq!(left.len(), 1, "{listing}");
+    assert_eq!(left[0]["resources"]["partial"], false);
 }

@@ -10,6 +10,7 @@ pub mod kubelet;
 pub mod lifeboat;
 pub mod proxy;
 pub mod s3;
+pub mod serve;
 pub mod tls;
 
 use std::net::TcpListener;
@@ -137,6 +138,31 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
         l.strip_prefix(series)
             .and_then(|rest| rest.trim().parse().ok())
     })
+}
+
+/// Gives a config text real private files where it names kubeadm's or lifeboat's well-known
+/// paths (etcd PKI, S3 key files, the drill identity), returning the directory holding them and
+/// the rewritten text.
+pub fn with_scratch_files(text: &str) -> (tempfile::TempDir, String) {
+    let scratch = tempdir();
+    for name in [
+        "ca.crt",
+        "healthcheck-client.crt",
+        "healthcheck-client.key",
+        "access-key-id",
+        "secret-access-key",
+        "key.txt",
+    ] {
+        let p = scratch.path().join(name);
+        std::fs::write(&p, "x\n").unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+    let dir = format!("{}/", scratch.path().display());
+    let text = text
+        .replace("/etc/kubernetes/pki/etcd/", &dir)
+        .replace("/etc/lifeboat/s3/", &dir)
+        .replace("/etc/lifeboat/drill/", &dir);
+    (scratch, text)
 }
 
 /// Reads a whole file to a string.
