@@ -163,3 +163,49 @@ fn which(name: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tool(bump: bool) -> Tool {
+        Tool {
+            path: PathBuf::from("/usr/local/bin/etcdutl"),
+            is_etcdutl: true,
+            can_bump_revision: bump,
+            version: "etcdutl version: 3.5.16".into(),
+        }
+    }
+
+    #[test]
+    fn the_restore_command_names_the_member_and_bumps_only_when_supported() {
+        let r = Restore {
+            snapshot: Path::new("/var/lib/etcd-restore-x.snapshot.db"),
+            data_dir: Path::new("/var/lib/etcd-restore-x"),
+            name: "cp-1",
+            initial_cluster: "cp-1=https://10.0.0.11:2380,cp-2=https://10.0.0.12:2380",
+            peer_urls: "https://10.0.0.11:2380",
+            token: "etcd-cluster-x",
+        };
+        let plain = tool(false).args(&r);
+        assert_eq!(
+            plain,
+            [
+                "snapshot",
+                "restore",
+                "/var/lib/etcd-restore-x.snapshot.db",
+                "--data-dir=/var/lib/etcd-restore-x",
+                "--name=cp-1",
+                "--initial-cluster=cp-1=https://10.0.0.11:2380,cp-2=https://10.0.0.12:2380",
+                "--initial-advertise-peer-urls=https://10.0.0.11:2380",
+                "--initial-cluster-token=etcd-cluster-x",
+            ]
+        );
+        let bumped = tool(true).args(&r);
+        assert_eq!(&bumped[..plain.len()], plain.as_slice());
+        assert_eq!(
+            &bumped[plain.len()..],
+            ["--bump-revision=1000000000", "--mark-compacted"]
+        );
+    }
+}

@@ -417,6 +417,28 @@ async fn a_bad_backup_or_key_changes_nothing_and_a_failing_etcdutl_leaves_a_way_
         assert!(node.created_dirs().is_empty(), "{:?}", node.created_dirs());
     };
 
+    // On a terminal it asks, and anything but "yes" changes nothing.
+    let args = node.restore_args(&lb, &bin);
+    let line = std::iter::once(crate::support::lifeboat::bin().display().to_string())
+        .chain(["--config".into(), lb.config.display().to_string()])
+        .chain(args)
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut tty = Command::new("script");
+    tty.args(["-qec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = tty.spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"no\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("Type 'yes' to continue") && shown.contains("not confirmed"),
+        "{shown}"
+    );
+    unchanged(&node);
+
     // A wrong identity: refused before anything on the node changes.
     let other = lb.path("other.txt");
     lb.ok(&["keygen", "--output", other.to_str().unwrap()]);

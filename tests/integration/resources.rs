@@ -118,6 +118,32 @@ async fn the_test_cluster_exports_restores_and_applies_back() {
         total + 1,
         "every object and index.json"
     );
+    let paths: std::collections::HashSet<&str> = listed.lines().collect();
+    for (resource, group, plural, suffix) in [
+        ("configmaps", "core", "configmaps", ".yaml"),
+        ("secrets", "core", "secrets", ".yaml.age"),
+        ("deployments.apps", "apps", "deployments", ".yaml"),
+        ("widgets.example.com", "example.com", "widgets", ".yaml"),
+        (
+            "clusterroles.rbac.authorization.k8s.io",
+            "rbac.authorization.k8s.io",
+            "clusterroles",
+            ".yaml",
+        ),
+        ("namespaces", "core", "namespaces", ".yaml"),
+    ] {
+        for obj in api.list(resource) {
+            let name = obj["metadata"]["name"].as_str().unwrap();
+            let path = match obj["metadata"]["namespace"].as_str() {
+                Some(ns) => format!("namespaces/{ns}/{group}/{plural}/{name}{suffix}"),
+                None => format!("cluster/{group}/{plural}/{name}{suffix}"),
+            };
+            assert!(
+                paths.contains(path.as_str()),
+                "{path} is missing from the archive"
+            );
+        }
+    }
     let secret = listed
         .lines()
         .find(|l| l.starts_with("namespaces/alpha/core/secrets/") && l.ends_with(".yaml.age"))
