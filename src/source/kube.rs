@@ -96,10 +96,14 @@ pub fn resource_key(ar: &ApiResource) -> String {
 /// Discovers the resources to export under the configured filters.
 pub async fn discover(client: &kube::Client, cfg: &config::Resources) -> Result<Discovered, Error> {
     let failed = |e: kube::Error| Error::Discovery { reason: chain(&e) };
+    // A server without aggregated discovery may answer the legacy document, which parses as an
+    // empty aggregated list: only a result that has the core group counts as aggregated.
     let (discovery, mode) = match Discovery::new(client.clone()).run_aggregated().await {
-        Ok(d) => (d, "aggregated"),
-        Err(e) => {
-            tracing::debug!(error = %chain(&e), "Aggregated discovery unavailable; using per-group discovery.");
+        Ok(d) if d.has_group("") => (d, "aggregated"),
+        other => {
+            if let Err(e) = other {
+                tracing::debug!(error = %chain(&e), "Aggregated discovery unavailable; using per-group discovery.");
+            }
             (
                 Discovery::new(client.clone()).run().await.map_err(failed)?,
                 "legacy",
@@ -124,6 +128,11 @@ pub async fn discover(client: &kube::Client, cfg: &config::Resources) -> Result<
         .filter(|t| cfg.include_resources.is_empty() || cfg.include_resources.contains(&t.key))
         .filter(|t| !cfg.exclude_resources.contains(&t.key))
         .collect();
+    if targets.is_empty() {
+        return Err(Error::Discovery {
+            reason: "no listable resource was found (check resources.include_resources and the service account's RBAC): an empty export is not a backup".into(),
+        });
+    }
     targets.sort_by(|a, b| a.key.cmp(&b.key));
     targets.dedup_by(|a, b| a.key == b.key);
     Ok(Discovered {

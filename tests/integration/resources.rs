@@ -405,3 +405,25 @@ async fn a_partial_export_never_counts_as_the_newest_good_backup() {
     assert_eq!(left.len(), 1, "{listing}");
     assert_eq!(left[0]["resources"]["partial"], false);
 }
+
+/// Regression: a server without aggregated discovery answered the legacy document, which parsed
+/// as an empty aggregated list, and the export stored 0 objects as a complete backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_server_without_aggregated_discovery_is_exported_through_per_group_discovery() {
+    let api = KubeApi::start(Seed::Standard(10));
+    api.disable_aggregated_discovery();
+    let total: usize = EXPORTED.iter().map(|r| api.count(r)).sum();
+    let store = crate::support::tempdir();
+    let lb = exporter(&api, store.path(), "");
+    let out = lb.ok(&["backup", "resources"]);
+    assert!(out.contains(&format!("{total} objects")), "{out}");
+    let listing: serde_json::Value =
+        serde_json::from_str(&lb.ok(&["list", "--kind", "resources", "--output", "json"])).unwrap();
+    assert_eq!(listing["backups"][0]["resources"]["discovery"], "legacy");
+    assert_eq!(
+        listing["backups"][0]["resources"]["resource_count"]
+            .as_u64()
+            .unwrap() as usize,
+        EXPORTED.len()
+    );
+}

@@ -105,7 +105,11 @@ fn handle(state: &mut State, call: &Call) -> Result<Reply, ApiError> {
         }),
         Route::CoreApi | Route::Apis => {
             let core = matches!(route, Route::CoreApi);
-            if let Some(v) = discovery::wants_aggregated(&call.accept) {
+            // A server without aggregated discovery (before Kubernetes 1.26, or switched off
+            // for tests) answers the legacy document whatever the client asks for.
+            let aggregated =
+                discovery::wants_aggregated(&call.accept).filter(|_| state.aggregated_discovery);
+            if let Some(v) = aggregated {
                 let mut r = Reply::json(200, &discovery::aggregated(state, core, v));
                 r.content_type = discovery::aggregated_content_type(v);
                 Ok(r)

@@ -257,6 +257,11 @@ impl KubeApi {
         self.state().faults.clear();
     }
 
+    /// Serves only legacy discovery from now on, like an API server older than 1.26.
+    pub fn disable_aggregated_discovery(&self) {
+        self.state().aggregated_discovery = false;
+    }
+
     /// The requests answered so far, oldest first.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.state().log.clone()

@@ -25,6 +25,8 @@ pub(super) struct State {
     pub log: Vec<RequestRecord>,
     /// Whether requests are recorded in `log`.
     pub record: bool,
+    /// Whether /api and /apis answer aggregated discovery when asked.
+    pub aggregated_discovery: bool,
 }
 
 /// The storage key of an object: `namespace/name`, or `name` for cluster-scoped objects.
@@ -47,6 +49,7 @@ impl State {
             faults: Vec::new(),
             log: Vec::new(),
             record: true,
+            aggregated_discovery: true,
         }
     }
 
