@@ -178,10 +178,7 @@ pub async fn resources(
             .await
             {
                 Ok(r) => {
-                    if cfg.resources.encrypt_resources.contains(&r.resource) && recipients.is_some()
-                    {
-                        encrypted_objects += r.objects;
-                    }
+                    encrypted_objects += r.encrypted;
                     results.push(r);
                 }
                 Err(_) => return Produced::Cancelled,
@@ -202,7 +199,6 @@ pub async fn resources(
         let item = source::kube::Item {
             path: "index.json".into(),
             data: serde_json::to_vec_pretty(&index).expect("index serializes"),
-            encrypted: false,
         };
         if item_tx.send(item).await.is_err() {
             return Produced::Cancelled;

@@ -58,8 +58,8 @@ pub struct Report {
 pub fn find_bin_dir(explicit: Option<&Path>) -> Result<PathBuf, Error> {
     let dir = match explicit {
         Some(d) => d.to_path_buf(),
-        None => std::env::var_os("PATH")
-            .and_then(|p| std::env::split_paths(&p).find(|d| d.join("etcd").is_file()))
+        None => etcdutl::which("etcd")
+            .and_then(|etcd| etcd.parent().map(Path::to_path_buf))
             .ok_or(Error::NoEtcd { dir: "PATH".into() })?,
     };
     if !dir.join("etcd").is_file() {

@@ -156,7 +156,8 @@ impl Tool {
     }
 }
 
-fn which(name: &str) -> Option<PathBuf> {
+/// The first file called `name` in a PATH directory.
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|d| d.join(name))

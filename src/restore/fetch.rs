@@ -322,7 +322,8 @@ impl<R: Read> Read for Latch<R> {
     }
 }
 
-fn partial_path(path: &Path) -> PathBuf {
+/// Where a restore writes before everything is verified: `<path>.lifeboat-partial`.
+pub(crate) fn partial_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".lifeboat-partial");
     path.with_file_name(name)

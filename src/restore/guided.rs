@@ -351,11 +351,7 @@ fn listen_addrs(m: &EtcdManifest) -> Vec<String> {
 
 async fn wait_until_stopped(m: &EtcdManifest, wait: Duration) -> Result<(), String> {
     let addrs = listen_addrs(m);
-    let crictl = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("crictl"))
-            .find(|p| p.is_file())
-    });
+    let crictl = etcdutl::which("crictl");
     let start = Instant::now();
     loop {
         let port_open = addrs.iter().any(|a| {

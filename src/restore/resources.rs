@@ -78,11 +78,7 @@ pub async fn to_dir(
     let stream = store.read_stream(&key).await?;
     let manifest = manifest.clone();
     let dir = dir.to_path_buf();
-    let partial = {
-        let mut name = dir.file_name().unwrap_or_default().to_os_string();
-        name.push(".lifeboat-partial");
-        dir.with_file_name(name)
-    };
+    let partial = super::fetch::partial_path(&dir);
     let work = partial.clone();
     let result = tokio::task::spawn_blocking(move || {
         let reader = Latch::new(SyncIoBridge::new(StreamReader::new(stream)), Arc::default());

@@ -56,8 +56,6 @@ pub struct Item {
     pub path: String,
     /// Its YAML, possibly age-encrypted.
     pub data: Vec<u8>,
-    /// Whether `data` is encrypted.
-    pub encrypted: bool,
 }
 
 /// How one resource's export went (recorded in index.json).
@@ -75,6 +73,8 @@ pub struct ResourceResult {
     pub namespaced: bool,
     /// Objects written.
     pub objects: u64,
+    /// Of those, objects written as age files.
+    pub encrypted: u64,
     /// The list's resourceVersion (of the last consistent list).
     pub resource_version: Option<String>,
     /// How often the list restarted after 410 Gone.
@@ -183,6 +183,7 @@ pub async fn export(
         kind: target.ar.kind.clone(),
         namespaced: target.namespaced,
         objects: 0,
+        encrypted: 0,
         resource_version: None,
         restarts: 0,
         error: None,
@@ -263,13 +264,10 @@ pub async fn export(
                 },
                 _ => (yaml, false),
             };
-            out.send(Item {
-                path,
-                data,
-                encrypted,
-            })
-            .await
-            .map_err(|_| Error::Cancelled)?;
+            out.send(Item { path, data })
+                .await
+                .map_err(|_| Error::Cancelled)?;
+            result.encrypted += u64::from(encrypted);
             result.objects += 1;
             last_written = Some(order_key);
         }
