@@ -70,3 +70,62 @@ impl Error {
         }
     }
 }
+
+/// `text` with the userinfo (`user:password@`) of every URL in it replaced by `***@`, so that
+/// credentials written into an endpoint never reach a message or a log line. Anything that is
+/// not a URL passes through unchanged.
+pub fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        // The authority ends at the first '/', '?', '#', whitespace or quote.
+        let end = tail
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | '"' | '\'' | '`' | '<' | '>') || c.is_whitespace()
+            })
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(userinfo_end) => {
+                out.push_str("***");
+                out.push_str(&authority[userinfo_end..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_urls;
+
+    #[test]
+    fn redacts_userinfo_of_every_url() {
+        assert_eq!(
+            redact_urls("cannot reach https://admin:s3cret@minio:9000/bucket and http://u@h:1"),
+            "cannot reach https://***@minio:9000/bucket and http://***@h:1"
+        );
+        assert_eq!(
+            redact_urls("\"https://user:p@ss@e:2379\" uses https"),
+            "\"https://***@e:2379\" uses https"
+        );
+    }
+
+    #[test]
+    fn leaves_urls_without_userinfo_and_plain_text_alone() {
+        for text in [
+            "https://10.0.0.1:2379 refused",
+            "s3://bucket/prefix/a@b.txt",
+            "no url here, just an @ sign",
+            "file:///var/lib/lifeboat",
+            "",
+        ] {
+            assert_eq!(redact_urls(text), text);
+        }
+    }
+}
