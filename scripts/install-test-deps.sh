@@ -12,6 +12,9 @@ works() { "$@" >/dev/null 2>&1; }
 
 apt_pkgs=()
 works protoc --version || apt_pkgs+=(protobuf-compiler)
+# protoc's well-known types (google/protobuf/descriptor.proto), which etcd-client's build imports;
+# with --no-install-recommends protobuf-compiler comes without them.
+[ -f /usr/include/google/protobuf/descriptor.proto ] || apt_pkgs+=(libprotobuf-dev)
 [ -x /usr/bin/etcd ] || apt_pkgs+=(etcd-server)
 [ -x /usr/bin/etcdctl ] || apt_pkgs+=(etcd-client)
 works age --version || apt_pkgs+=(age)

@@ -20,12 +20,43 @@ const PLAIN_CHANNEL: usize = 64;
 /// Encoded chunks ([`encode::OUTPUT_CHUNK`]) buffered between the encoder and the uploader.
 const STORED_CHANNEL: usize = 4;
 
-/// A fresh id for a backup starting now.
+/// A fresh id for a backup starting now, with 64 bits from the operating system's random
+/// source: two runs in the same second (two replicas, a retry, a manual run beside the service)
+/// collide with a probability of 2^-64, and the store refuses the rare collision anyway.
 pub fn new_id(now: chrono::DateTime<Utc>) -> BackupId {
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    BackupId::new(now, random as u16)
+    let mut bytes = [0u8; 8];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        // No OS randomness (never seen on Linux): a randomly keyed SipHash of the time still
+        // differs between processes; the store's empty-directory check catches a collision.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_i64(now.timestamp_nanos_opt().unwrap_or_default());
+        h.write_u32(std::process::id());
+        bytes = h.finish().to_le_bytes();
+    }
+    BackupId::new(now, u64::from_le_bytes(bytes))
+}
+
+/// A fresh id whose directory in the store is empty, so the payload is never written over an
+/// existing object: with 64 random bits a collision is all but impossible, and the store is
+/// asked anyway. (The manifest is written create-only on top of this.)
+pub async fn unused_id(
+    store: &Store,
+    cluster: &str,
+    kind: Kind,
+    now: chrono::DateTime<Utc>,
+) -> Result<BackupId, store::Error> {
+    let mut tries = 0;
+    loop {
+        let id = new_id(now);
+        match store.ensure_unused(cluster, kind, id.as_str()).await {
+            Ok(()) => return Ok(id),
+            Err(e @ store::Error::IdTaken { .. }) if tries < 3 => {
+                tracing::warn!(backup_id = %id, error = %e, "A new backup id was taken; picking another.");
+                tries += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The encode settings the configuration asks for.
@@ -59,7 +90,7 @@ pub async fn etcd(
     let member = etcd::connect(etcd_cfg).await?;
     let status = member.status.clone();
     let started_at = Utc::now();
-    let id = new_id(started_at);
+    let id = unused_id(store, &cfg.cluster, Kind::Etcd, started_at).await?;
     let settings = encode_settings(cfg);
     let name = settings.payload_name("snapshot.db");
     let key = store
@@ -142,7 +173,7 @@ pub async fn resources(
     let (client, api_server) = crate::kube::client_with_url(&cfg.kubernetes).await?;
     let discovered = source::kube::discover(&client, &cfg.resources).await?;
     let started_at = Utc::now();
-    let id = new_id(started_at);
+    let id = unused_id(store, &cfg.cluster, Kind::Resources, started_at).await?;
     let name = "resources.tar.zst".to_string();
     let key = store
         .backup_dir(&cfg.cluster, Kind::Resources, id.as_str())

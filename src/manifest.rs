@@ -29,25 +29,31 @@ pub enum Error {
     )]
     Invalid { key: String, reason: String },
     #[error(
-        "\"{given}\" is not a backup id: ids look like 20261127T135500Z-1a2b (see `lifeboat list`), or use \"latest\""
+        "\"{given}\" is not a backup id: ids look like 20261127T135500Z-9f86d081884c7d65 (see `lifeboat list`), or use \"latest\""
     )]
     BadId { given: String },
 }
 
-/// A backup's id: its UTC start time to the second and 4 hex digits, so ids sort by time.
+/// A backup's id: its UTC start time to the second and 64 random bits as 16 hex digits, so ids
+/// sort by time and two runs in the same second never pick the same directory. Ids written by
+/// lifeboat before 0.2 carry 4 hex digits; they are still read.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct BackupId(String);
 
 impl BackupId {
-    /// An id for a backup started at `started`, disambiguated by `suffix`.
-    pub fn new(started: DateTime<Utc>, suffix: u16) -> Self {
-        BackupId(format!("{}-{suffix:04x}", started.format(ID_TIME_FORMAT)))
+    /// An id for a backup started at `started`, disambiguated by 64 random bits in `suffix`.
+    pub fn new(started: DateTime<Utc>, suffix: u64) -> Self {
+        BackupId(format!("{}-{suffix:016x}", started.format(ID_TIME_FORMAT)))
     }
 
     /// The start time encoded in the id.
     pub fn time(&self) -> DateTime<Utc> {
-        parse_stamp(&self.0[..self.0.len() - 5])
+        let (stamp, _) = self
+            .0
+            .rsplit_once('-')
+            .expect("BackupId is validated on construction");
+        parse_stamp(stamp)
             .expect("BackupId is validated on construction")
             .and_utc()
     }
@@ -82,7 +88,9 @@ impl FromStr for BackupId {
             given: s.to_string(),
         };
         let (stamp, suffix) = s.rsplit_once('-').ok_or_else(bad)?;
-        let hex_ok = suffix.len() == 4 && suffix.bytes().all(|b| b.is_ascii_hexdigit());
+        // 16 hex digits since 0.2; 4 in the ids of older backups, which stay readable.
+        let hex_ok =
+            matches!(suffix.len(), 4 | 16) && suffix.bytes().all(|b| b.is_ascii_hexdigit());
         let time_ok = parse_stamp(stamp).is_some();
         if hex_ok && time_ok {
             Ok(BackupId(format!("{stamp}-{}", suffix.to_ascii_lowercase())))
@@ -256,6 +264,17 @@ impl Encryption {
 }
 
 impl Manifest {
+    /// Why this manifest cannot stand for the directory `dir_id` of `cluster` and `kind`, if it
+    /// describes another backup (copied or moved by hand, or tampered with).
+    pub fn disagreement(&self, dir_id: &str, cluster: &str, kind: Kind) -> Option<String> {
+        (self.id.as_str() != dir_id || self.cluster != cluster || self.kind != kind).then(|| {
+            format!(
+                "it describes backup {} of cluster {} ({}), not the directory {dir_id} of cluster {cluster} ({kind}) it is in",
+                self.id, self.cluster, self.kind
+            )
+        })
+    }
+
     /// False for a partial resource export (a resource failed to list); such a backup is kept
     /// and listed, but never counts as the newest good backup.
     pub fn is_full(&self) -> bool {
@@ -342,14 +361,30 @@ mod tests {
             Utc.with_ymd_and_hms(2026, 11, 27, 13, 55, 0).unwrap(),
             0x1a2b,
         );
-        assert_eq!(a.as_str(), "20261127T135500Z-1a2b");
+        assert_eq!(a.as_str(), "20261127T135500Z-0000000000001a2b");
         assert_eq!(
             a.time(),
             Utc.with_ymd_and_hms(2026, 11, 27, 13, 55, 0).unwrap()
         );
         let b = BackupId::new(Utc.with_ymd_and_hms(2026, 11, 27, 13, 55, 1).unwrap(), 0);
         assert!(a < b);
-        assert_eq!("20261127T135500Z-1A2B".parse::<BackupId>().unwrap(), a);
+        assert_eq!(
+            "20261127T135500Z-0000000000001A2B"
+                .parse::<BackupId>()
+                .unwrap(),
+            a
+        );
+    }
+
+    /// Ids of backups written before 0.2 had 4 hex digits: they must stay readable.
+    #[test]
+    fn old_four_digit_ids_still_parse() {
+        let old: BackupId = "20261127T135500Z-1a2b".parse().unwrap();
+        assert_eq!(old.as_str(), "20261127T135500Z-1a2b");
+        assert_eq!(
+            old.time(),
+            Utc.with_ymd_and_hms(2026, 11, 27, 13, 55, 0).unwrap()
+        );
     }
 
     #[test]
@@ -358,6 +393,8 @@ mod tests {
             "latest",
             "20261127T135500Z",
             "20261127T135500Z-xyz1",
+            "20261127T135500Z-1a2b3",
+            "20261127T135500Z-00000000000000001",
             "20261327T135500Z-0000",
             "../x-0000",
         ] {
@@ -385,7 +422,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn manifests_round_trip(secs in 0i64..4_000_000_000, suffix in any::<u16>(), rev in any::<i64>(), size in any::<u64>()) {
+        fn manifests_round_trip(secs in 0i64..4_000_000_000, suffix in any::<u64>(), rev in any::<i64>(), size in any::<u64>()) {
             let id = BackupId::new(DateTime::from_timestamp(secs, 0).unwrap(), suffix);
             prop_assert_eq!(id.as_str().parse::<BackupId>().unwrap(), id.clone());
             let mut m = sample(id);

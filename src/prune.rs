@@ -3,7 +3,6 @@
 //! leftover payload is an incomplete id directory that the sweep removes later.
 
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
 
 use crate::config::Plan;
 use crate::manifest::MANIFEST_NAME;
@@ -12,6 +11,15 @@ use crate::retention::{
     SweepListing, SweepVerdict,
 };
 use crate::store::{self, Store};
+
+/// Why a prune deleted nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Clock(#[from] retention::ClockError),
+}
 
 /// What a prune decided and did.
 #[derive(Debug)]
@@ -28,23 +36,33 @@ pub struct Report {
     pub swept: usize,
     /// Complete backups left in the store.
     pub remaining: usize,
+    /// Manifests that exist but cannot be read (never deleted by retention).
+    pub unreadable: usize,
 }
 
 /// Decides retention for one cluster and plan and, unless `dry_run`, deletes what it says.
-/// A failed listing deletes nothing. A plan without a retention policy deletes no backup (but
-/// still sweeps crashed runs).
+/// A failed listing deletes nothing, and neither does an implausible `now` (before the newest
+/// backup finished, or far from the store's clock). A plan without a retention policy deletes
+/// no backup (but still sweeps crashed runs).
 pub async fn prune(
     store: &Store,
     cluster: &str,
     plan: &Plan,
     now: DateTime<Utc>,
     dry_run: bool,
-) -> Result<Report, store::Error> {
+) -> Result<Report, Error> {
     let kind = plan.kind;
     let policy: Option<&RetentionPolicy> = plan.retention.as_ref();
     let tz = plan.schedule.time_zone();
     let sweep_after = plan.sweep_incomplete_after;
     let listing = store.list(cluster, kind).await?;
+    let store_now = store.clock(cluster).await?;
+    let newest = listing
+        .complete
+        .iter()
+        .max_by_key(|m| m.finished_at)
+        .map(|m| (m.id.as_str(), m.finished_at));
+    retention::check_clock(now, newest, Some(store_now), retention::MAX_CLOCK_SKEW)?;
     // Partial resource exports do not count for retention: each is kept until a newer full
     // backup exists, then deleted as superseded.
     let newest_full = listing
@@ -108,6 +126,7 @@ pub async fn prune(
         partials,
         deleted: 0,
         swept: 0,
+        unreadable: listing.unreadable.len(),
     };
     if dry_run {
         return Ok(report);
@@ -120,7 +139,7 @@ pub async fn prune(
     {
         let dir = store.backup_dir(cluster, kind, &verdict.id);
         store.delete(&dir.clone().join(MANIFEST_NAME)).await?;
-        delete_dir(store, &dir).await?;
+        store.delete_dir(&dir).await?;
         report.deleted += 1;
         report.remaining -= 1;
         tracing::info!(backup_id = %verdict.id, reason = %verdict.explain(), "Backup deleted by retention.");
@@ -128,7 +147,7 @@ pub async fn prune(
     for (id, _) in report.partials.iter().filter(|(_, superseded)| *superseded) {
         let dir = store.backup_dir(cluster, kind, id);
         store.delete(&dir.clone().join(MANIFEST_NAME)).await?;
-        delete_dir(store, &dir).await?;
+        store.delete_dir(&dir).await?;
         report.deleted += 1;
         report.remaining -= 1;
         tracing::info!(backup_id = %id, "Partial backup deleted: a newer full backup exists.");
@@ -138,17 +157,11 @@ pub async fn prune(
         .iter()
         .filter(|v| v.action == SweepAction::Sweep)
     {
-        delete_dir(store, &store.backup_dir(cluster, kind, &verdict.id)).await?;
+        store
+            .delete_dir(&store.backup_dir(cluster, kind, &verdict.id))
+            .await?;
         report.swept += 1;
         tracing::info!(id = %verdict.id, reason = %verdict.reason, "Incomplete backup directory swept.");
     }
     Ok(report)
-}
-
-async fn delete_dir(store: &Store, dir: &object_store::path::Path) -> Result<(), store::Error> {
-    let objects: Vec<_> = store.list_objects(dir).try_collect().await?;
-    for key in objects {
-        store.delete(&key).await?;
-    }
-    Ok(())
 }

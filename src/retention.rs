@@ -592,6 +592,68 @@ pub fn sweep_incomplete(
         .collect()
 }
 
+/// How far the local clock may be from the store's, or behind the newest backup's finish
+/// time, before retention refuses to act on it.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// Why "now" is not plausible enough to delete anything by it. A clock that runs ahead makes
+/// every backup look old; one that runs behind makes the newest look as if from the future.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClockError {
+    /// `now` is before the newest backup finished.
+    #[error(
+        "this node's clock says {now}, before backup {id} finished ({finished}): the clock is behind, so retention deleted nothing; fix the node's time (chrony/NTP) and run prune again"
+    )]
+    BeforeNewestBackup {
+        now: DateTime<Utc>,
+        id: String,
+        finished: DateTime<Utc>,
+    },
+    /// `now` is far from the store's own clock.
+    #[error(
+        "this node's clock says {now} but the store's clock says {store} ({skew} apart, more than the {limit} allowed), so retention deleted nothing: fix the node's time (chrony/NTP) and run prune again"
+    , skew = format_duration(*skew), limit = format_duration(*limit))]
+    FarFromStore {
+        now: DateTime<Utc>,
+        store: DateTime<Utc>,
+        skew: Duration,
+        limit: Duration,
+    },
+}
+
+/// Checks that `now` is plausible before retention acts on it: not before the newest backup's
+/// finish time (`newest`, as id and time) and within `limit` of the store's clock (`store`,
+/// the Last-Modified of an object written just now). Each is allowed `limit` of skew.
+pub fn check_clock(
+    now: DateTime<Utc>,
+    newest: Option<(&str, DateTime<Utc>)>,
+    store: Option<DateTime<Utc>>,
+    limit: Duration,
+) -> Result<(), ClockError> {
+    let limit_delta = TimeDelta::from_std(limit).unwrap_or(TimeDelta::MAX);
+    if let Some(store) = store {
+        let skew = (now - store).abs();
+        if skew > limit_delta {
+            return Err(ClockError::FarFromStore {
+                now,
+                store,
+                skew: Duration::from_secs(skew.num_seconds().unsigned_abs()),
+                limit,
+            });
+        }
+    }
+    if let Some((id, finished)) = newest
+        && now + limit_delta < finished
+    {
+        return Err(ClockError::BeforeNewestBackup {
+            now,
+            id: id.to_string(),
+            finished,
+        });
+    }
+    Ok(())
+}
+
 /// Formats a duration the way operators write it in the config ("180d", "1d 12h", "90s"), in a
 /// form humantime parses back. Sub-second durations fall back to humantime's own format.
 fn format_duration(duration: Duration) -> String {
@@ -1599,5 +1661,70 @@ mod properties {
             let duration = Duration::from_secs(secs);
             prop_assert_eq!(humantime::parse_duration(&format_duration(duration)).unwrap(), duration);
         }
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(d: u32, h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, d, h, 0, 0).unwrap()
+    }
+
+    /// A node clock 40 days ahead deleted 3 of 4 backups under max_age: 30d.
+    #[test]
+    fn a_clock_far_ahead_of_the_store_is_refused() {
+        let now = t(1, 12) + TimeDelta::days(40);
+        let err =
+            check_clock(now, Some(("b", t(1, 11))), Some(t(1, 12)), MAX_CLOCK_SKEW).unwrap_err();
+        assert!(matches!(err, ClockError::FarFromStore { .. }), "{err}");
+        assert!(err.to_string().contains("40d apart"), "{err}");
+    }
+
+    #[test]
+    fn a_clock_behind_the_newest_backup_is_refused() {
+        let err = check_clock(
+            t(1, 9),
+            Some(("20261101T110000Z-1a2b", t(1, 11))),
+            None,
+            MAX_CLOCK_SKEW,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, ClockError::BeforeNewestBackup { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("20261101T110000Z-1a2b"), "{err}");
+    }
+
+    #[test]
+    fn small_skew_and_old_backups_are_fine() {
+        let now = t(20, 12);
+        // The newest backup is weeks old (the service was down): that alone is no reason.
+        check_clock(
+            now,
+            Some(("b", t(1, 11))),
+            Some(now - TimeDelta::seconds(90)),
+            MAX_CLOCK_SKEW,
+        )
+        .unwrap();
+        check_clock(
+            now,
+            Some(("b", now + TimeDelta::seconds(30))),
+            Some(now + TimeDelta::seconds(200)),
+            MAX_CLOCK_SKEW,
+        )
+        .unwrap();
+        check_clock(now, None, None, MAX_CLOCK_SKEW).unwrap();
+    }
+
+    #[test]
+    fn a_clock_behind_the_store_is_refused_too() {
+        let now = t(1, 12);
+        let err =
+            check_clock(now, None, Some(now + TimeDelta::hours(2)), MAX_CLOCK_SKEW).unwrap_err();
+        assert!(matches!(err, ClockError::FarFromStore { .. }), "{err}");
     }
 }

@@ -69,9 +69,67 @@ pub enum Error {
     },
     #[error("reading {key} failed: {reason}")]
     Read { key: String, reason: String },
+    #[error("{key} does not exist")]
+    NotFound { key: String },
+    #[error(
+        "{key} is missing although the manifest of its backup exists: the backup was damaged in storage; use another backup (`lifeboat list`)"
+    )]
+    PayloadMissing { key: String },
+    #[error("writing {key} failed: {reason}")]
+    Write { key: String, reason: String },
+    #[error(
+        "deleting {key} failed: {reason}; check that the credentials may delete (s3:DeleteObject) and run the command again"
+    )]
+    Delete { key: String, reason: String },
+    #[error(
+        "the store {url} does not refuse overwriting an existing object with a create-only write (If-None-Match: *): the probe {key} was written twice; lifeboat cannot promise that a backup is never overwritten there. Use a store that honours conditional writes (AWS S3, MinIO, Ceph RGW 17+), or a file:// store"
+    )]
+    NotCreateOnly { url: String, key: String },
+    #[error(
+        "the manifest {key} is {size} bytes, more than the {limit} bytes a lifeboat manifest can be: it was not written by lifeboat; remove it or use another backup"
+    )]
+    ManifestTooLarge { key: String, size: u64, limit: u64 },
+    #[error(
+        "the newest {kind} backup of cluster {cluster}, {id}, cannot be read ({reason}); refusing to fall back silently to an older one: inspect or remove {key}, or name the newest readable backup explicitly{hint}"
+    )]
+    NewestUnreadable {
+        cluster: String,
+        kind: Kind,
+        id: String,
+        key: String,
+        reason: String,
+        hint: NewestReadable,
+    },
+    #[error(
+        "the directory of new backup {id} in {url} is not empty ({found}); a new backup never writes over existing objects: run the backup again"
+    )]
+    IdTaken {
+        url: String,
+        id: String,
+        found: String,
+    },
     #[error(transparent)]
     Manifest(#[from] manifest::Error),
 }
+
+/// The newest backup that can be read, suggested when a newer one cannot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewestReadable(pub Option<String>);
+
+impl std::fmt::Display for NewestReadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(id) => write!(f, " (the newest readable one is {id}: `--backup {id}`)"),
+            None => write!(f, " (no readable backup exists)"),
+        }
+    }
+}
+
+/// The largest manifest lifeboat reads; real ones are about 2 KiB.
+pub const MANIFEST_LIMIT: u64 = 1 << 20;
+
+/// Where the store's create-only probe lives, below `<prefix>/<cluster>`.
+const PROBE_DIR: &str = ".lifeboat";
 
 impl Error {
     /// Whether the error happened while committing the manifest.
@@ -117,10 +175,18 @@ impl std::fmt::Display for AbortOutcome {
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
+    /// The same store for downloads: no bound on a whole request, only on silence
+    /// (`request_timeout` without a byte), so a large part over a slow link still arrives.
+    download: Arc<dyn ObjectStore>,
     root: Path,
     url: String,
+    /// The directory of a `file://` store, where killed uploads leave staging files
+    /// (`<key>#<n>`) that object_store's listing does not show.
+    local_dir: Option<std::path::PathBuf>,
     part_size: usize,
     concurrency: usize,
+    request_timeout: std::time::Duration,
+    retry_timeout: std::time::Duration,
 }
 
 /// A backup id directory that has objects but no manifest: a run in progress, or one that died.
@@ -128,10 +194,22 @@ pub struct Store {
 pub struct Incomplete {
     /// The id directory's name.
     pub id: String,
-    /// How many objects are in it.
+    /// How many objects are in it (staging files of a killed `file://` upload included).
     pub objects: usize,
     /// When the newest of them was last modified.
     pub newest: DateTime<Utc>,
+}
+
+/// A manifest that exists but cannot be trusted: damaged, from a newer lifeboat, too large, or
+/// describing another backup than the directory it is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// The id directory's name.
+    pub id: String,
+    /// The manifest's full key, for messages.
+    pub key: String,
+    /// Why it cannot be read.
+    pub reason: String,
 }
 
 /// Everything stored for one cluster and kind.
@@ -141,87 +219,133 @@ pub struct Listing {
     pub complete: Vec<Manifest>,
     /// Id directories without a manifest.
     pub incomplete: Vec<Incomplete>,
-    /// Manifests that exist but cannot be read (damaged, or from a newer lifeboat).
-    pub unreadable: Vec<(String, String)>,
+    /// Manifests that exist but cannot be read, by id directory.
+    pub unreadable: Vec<Unreadable>,
+    /// The newest Last-Modified of any object listed: the store's clock, as of the last write.
+    pub newest_object: Option<DateTime<Utc>>,
+}
+
+impl Listing {
+    /// Unreadable manifests newer (by id directory) than the newest readable backup.
+    pub fn unreadable_newer_than_complete(&self) -> impl Iterator<Item = &Unreadable> {
+        let newest = self.complete.last().map(|m| m.id.as_str().to_string());
+        self.unreadable
+            .iter()
+            .filter(move |u| newest.as_deref().is_none_or(|n| u.id.as_str() > n))
+    }
 }
 
 impl Store {
     /// Opens the store described by the configuration. Nothing is contacted yet.
     pub fn open(cfg: &config::Storage) -> Result<Store, Error> {
-        let url = cfg.url.to_string();
+        let url = crate::error::redact_urls(cfg.url.as_str());
         let open_err = |reason: String| Error::Open {
             url: url.clone(),
-            reason,
+            reason: crate::error::redact_urls(&reason),
         };
-        let (inner, root): (Arc<dyn ObjectStore>, String) = match cfg.url.scheme() {
-            "file" => {
-                let dir = cfg
-                    .url
-                    .to_file_path()
-                    .map_err(|_| open_err("not an absolute local path".into()))?;
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| open_err(format!("cannot create {}: {e}", dir.display())))?;
-                let fs = LocalFileSystem::new_with_prefix(&dir)
-                    .map_err(|e| open_err(e.to_string()))?
-                    .with_automatic_cleanup(true);
-                (Arc::new(fs), String::new())
-            }
-            "s3" => {
-                let bucket = cfg.url.host_str().unwrap_or_default();
-                let mut b = AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .with_virtual_hosted_style_request(cfg.s3.virtual_hosted_style)
-                    .with_allow_http(cfg.s3.allow_http)
-                    .with_retry(RetryConfig {
-                        backoff: BackoffConfig::default(),
-                        max_retries: 10,
-                        retry_timeout: cfg.retry_timeout,
-                    })
-                    .with_client_options(
+        let mut local_dir = None;
+        let (inner, download, root): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>, String) =
+            match cfg.url.scheme() {
+                "file" => {
+                    let dir = cfg
+                        .url
+                        .to_file_path()
+                        .map_err(|_| open_err("not an absolute local path".into()))?;
+                    std::fs::create_dir_all(&dir)
+                        .map_err(|e| open_err(format!("cannot create {}: {e}", dir.display())))?;
+                    let fs = LocalFileSystem::new_with_prefix(&dir)
+                        .map_err(|e| open_err(e.to_string()))?
+                        .with_automatic_cleanup(true);
+                    local_dir = Some(dir);
+                    let fs: Arc<dyn ObjectStore> = Arc::new(fs);
+                    (fs.clone(), fs, String::new())
+                }
+                "s3" => {
+                    let bucket = cfg.url.host_str().unwrap_or_default();
+                    let build = |client: ClientOptions| {
+                        let mut b = AmazonS3Builder::from_env()
+                            .with_bucket_name(bucket)
+                            .with_virtual_hosted_style_request(cfg.s3.virtual_hosted_style)
+                            .with_allow_http(cfg.s3.allow_http)
+                            .with_retry(RetryConfig {
+                                backoff: BackoffConfig::default(),
+                                max_retries: 10,
+                                retry_timeout: cfg.retry_timeout,
+                            })
+                            .with_client_options(
+                                client
+                                    .with_connect_timeout(std::time::Duration::from_secs(10))
+                                    .with_allow_http(cfg.s3.allow_http),
+                            );
+                        if let Some(endpoint) = &cfg.s3.endpoint {
+                            b = b.with_endpoint(endpoint);
+                        }
+                        if let Some(region) = &cfg.s3.region {
+                            b = b.with_region(region);
+                        } else if std::env::var_os("AWS_REGION").is_none()
+                            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+                        {
+                            b = b.with_region("us-east-1");
+                        }
+                        if let Some(c) = &cfg.s3.credentials {
+                            b = b
+                                .with_access_key_id(&c.access_key_id)
+                                .with_secret_access_key(&c.secret_access_key);
+                        }
+                        b.build().map_err(|e| open_err(chain(&e)))
+                    };
+                    let s3 = build(ClientOptions::new().with_timeout(cfg.request_timeout))?;
+                    let s3_download = build(
                         ClientOptions::new()
-                            .with_timeout(cfg.request_timeout)
-                            .with_connect_timeout(std::time::Duration::from_secs(10))
-                            .with_allow_http(cfg.s3.allow_http),
-                    );
-                if let Some(endpoint) = &cfg.s3.endpoint {
-                    b = b.with_endpoint(endpoint);
+                            .with_timeout_disabled()
+                            .with_read_timeout(cfg.request_timeout),
+                    )?;
+                    (
+                        Arc::new(s3),
+                        Arc::new(s3_download),
+                        cfg.url.path().trim_matches('/').to_string(),
+                    )
                 }
-                if let Some(region) = &cfg.s3.region {
-                    b = b.with_region(region);
-                } else if std::env::var_os("AWS_REGION").is_none()
-                    && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-                {
-                    b = b.with_region("us-east-1");
-                }
-                if let Some(c) = &cfg.s3.credentials {
-                    b = b
-                        .with_access_key_id(&c.access_key_id)
-                        .with_secret_access_key(&c.secret_access_key);
-                }
-                let s3 = b.build().map_err(|e| open_err(chain(&e)))?;
-                (Arc::new(s3), cfg.url.path().trim_matches('/').to_string())
-            }
-            other => return Err(open_err(format!("unsupported scheme {other}"))),
-        };
+                other => return Err(open_err(format!("unsupported scheme {other}"))),
+            };
         let root = Path::parse(&root).map_err(|e| open_err(format!("bad prefix: {e}")))?;
         Ok(Store {
             inner,
+            download,
             root,
             url,
+            local_dir,
             part_size: cfg.part_size,
             concurrency: cfg.upload_concurrency,
+            request_timeout: cfg.request_timeout,
+            retry_timeout: cfg.retry_timeout,
         })
     }
 
     /// A store over any `ObjectStore` (for tests and tools).
     pub fn from_object_store(inner: Arc<dyn ObjectStore>, url: &str, part_size: usize) -> Store {
         Store {
+            download: inner.clone(),
             inner,
             root: Path::default(),
             url: url.to_string(),
+            local_dir: None,
             part_size,
             concurrency: 4,
+            request_timeout: std::time::Duration::from_secs(60),
+            retry_timeout: std::time::Duration::from_secs(120),
         }
+    }
+
+    /// The same store with other download timeouts (for tests of slow and silent links).
+    pub fn with_timeouts(
+        mut self,
+        request_timeout: std::time::Duration,
+        retry_timeout: std::time::Duration,
+    ) -> Store {
+        self.request_timeout = request_timeout;
+        self.retry_timeout = retry_timeout;
+        self
     }
 
     /// The store's URL, for messages.
@@ -251,13 +375,153 @@ impl Store {
         }
     }
 
-    /// Checks that the store answers and the bucket exists, before any work starts.
+    /// Checks that the store answers, the bucket exists and create-only writes are honoured,
+    /// before any work starts.
     pub async fn preflight(&self, cluster: &str, kind: Kind) -> Result<(), Error> {
         self.inner
             .list_with_delimiter(Some(&self.kind_dir(cluster, kind)))
             .await
-            .map(|_| ())
-            .map_err(|e| self.classify(&e))
+            .map_err(|e| self.classify(&e))?;
+        self.probe_create_only(cluster).await
+    }
+
+    /// Proves that the store refuses a create-only write of an object that exists: the probe
+    /// object is written create-only (once per cluster, then kept), then again, which must be
+    /// refused. A store that ignores `If-None-Match: *` would let an id collision overwrite a
+    /// committed backup, so lifeboat refuses to write to it.
+    pub async fn probe_create_only(&self, cluster: &str) -> Result<(), Error> {
+        let key = self
+            .root
+            .clone()
+            .join(cluster)
+            .join(PROBE_DIR)
+            .join("create-only-probe");
+        let create = || PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        let body = || {
+            bytes::Bytes::from_static(
+                b"lifeboat checks here that the store refuses to overwrite with a create-only write.\n",
+            )
+        };
+        for attempt in 0..2 {
+            match self.inner.put_opts(&key, body().into(), create()).await {
+                // Written: the first write of the probe ever. The second must be refused.
+                Ok(_) if attempt == 0 => continue,
+                Ok(_) => {
+                    return Err(Error::NotCreateOnly {
+                        url: self.url.clone(),
+                        key: self.describe(&key),
+                    });
+                }
+                Err(object_store::Error::AlreadyExists { .. })
+                | Err(object_store::Error::Precondition { .. }) => return Ok(()),
+                Err(e) => {
+                    return Err(Error::Write {
+                        key: self.describe(&key),
+                        reason: chain(&e),
+                    });
+                }
+            }
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    /// Refuses an id whose directory already holds objects, so a new backup never writes over
+    /// anything (an id collision, however unlikely with 64 random bits, ends here).
+    pub async fn ensure_unused(&self, cluster: &str, kind: Kind, id: &str) -> Result<(), Error> {
+        let dir = self.backup_dir(cluster, kind, id);
+        let mut objects = self.inner.list(Some(&dir));
+        let found = objects.try_next().await.map_err(|e| self.classify(&e))?;
+        let staging = self.staging_files(&dir);
+        match (found, staging.first()) {
+            (None, None) => Ok(()),
+            (Some(meta), _) => Err(Error::IdTaken {
+                url: self.url.clone(),
+                id: id.to_string(),
+                found: self.describe(&meta.location),
+            }),
+            (None, Some((path, _))) => Err(Error::IdTaken {
+                url: self.url.clone(),
+                id: id.to_string(),
+                found: path.display().to_string(),
+            }),
+        }
+    }
+
+    /// The store's own clock: the Last-Modified it gives a small object written now at
+    /// `<prefix>/<cluster>/.lifeboat/clock`. Retention compares it with the local clock.
+    pub async fn clock(&self, cluster: &str) -> Result<DateTime<Utc>, Error> {
+        let key = self
+            .root
+            .clone()
+            .join(cluster)
+            .join(PROBE_DIR)
+            .join("clock");
+        let write_err = |e: object_store::Error| Error::Write {
+            key: self.describe(&key),
+            reason: chain(&e),
+        };
+        self.inner
+            .put(
+                &key,
+                bytes::Bytes::from_static(
+                    b"lifeboat reads the store's clock from this object's Last-Modified.\n",
+                )
+                .into(),
+            )
+            .await
+            .map_err(write_err)?;
+        Ok(self
+            .inner
+            .head(&key)
+            .await
+            .map_err(write_err)?
+            .last_modified)
+    }
+
+    /// Staging files (`<name>#<digits>`) that a killed upload left in a `file://` store's id
+    /// directory, with their modification times. object_store's listing hides them.
+    fn staging_files(&self, dir: &Path) -> Vec<(std::path::PathBuf, DateTime<Utc>)> {
+        let Some(base) = &self.local_dir else {
+            return vec![];
+        };
+        let mut local = base.clone();
+        for part in dir.parts() {
+            local.push(part.as_ref());
+        }
+        let Ok(entries) = std::fs::read_dir(&local) else {
+            return vec![];
+        };
+        entries
+            .flatten()
+            .filter(|e| is_staging_name(&e.file_name().to_string_lossy()))
+            .filter_map(|e| {
+                let modified = e.metadata().ok()?.modified().ok()?;
+                Some((e.path(), DateTime::<Utc>::from(modified)))
+            })
+            .collect()
+    }
+
+    /// The id directories under `<prefix>/<cluster>/<kind>` of a `file://` store.
+    fn local_id_dirs(&self, kind_dir: &Path) -> Vec<String> {
+        let Some(base) = &self.local_dir else {
+            return vec![];
+        };
+        let mut local = base.clone();
+        for part in kind_dir.parts() {
+            local.push(part.as_ref());
+        }
+        std::fs::read_dir(&local)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Maps an object_store error from a whole-store operation to what the user should do.
@@ -335,7 +599,9 @@ impl Store {
     }
 
     /// Lists every backup of a cluster and kind: complete ones (with their manifests, oldest
-    /// first), id directories without a manifest, and manifests that cannot be read.
+    /// first), id directories without a manifest, and manifests that cannot be read. A
+    /// manifest that describes another backup than the directory it is in is unreadable, so
+    /// nothing acts on the wrong directory because of it.
     pub async fn list(&self, cluster: &str, kind: Kind) -> Result<Listing, Error> {
         let dir = self.kind_dir(cluster, kind);
         let objects: Vec<_> = self
@@ -344,8 +610,10 @@ impl Store {
             .try_collect()
             .await
             .map_err(|e| self.classify(&e))?;
+        let mut listing = Listing::default();
         let mut by_id: BTreeMap<String, (bool, usize, DateTime<Utc>)> = BTreeMap::new();
         for meta in objects {
+            listing.newest_object = listing.newest_object.max(Some(meta.last_modified));
             let mut parts = meta.location.prefix_match(&dir).into_iter().flatten();
             let (Some(id), Some(name)) = (parts.next(), parts.next()) else {
                 continue;
@@ -358,7 +626,15 @@ impl Store {
             entry.1 += 1;
             entry.2 = entry.2.max(meta.last_modified);
         }
-        let mut listing = Listing::default();
+        // A killed upload to a file:// store leaves only staging files, which the listing above
+        // does not show: count them, so the sweep removes them after its grace period.
+        for id in self.local_id_dirs(&dir) {
+            for (_, modified) in self.staging_files(&dir.clone().join(id.as_str())) {
+                let entry = by_id.entry(id.clone()).or_insert((false, 0, modified));
+                entry.1 += 1;
+                entry.2 = entry.2.max(modified);
+            }
+        }
         // Each future owns its store handle and strings: futures that borrow from a closure
         // make the whole listing non-Send for spawned tasks.
         let wanted: Vec<(String, Path)> = by_id
@@ -373,15 +649,32 @@ impl Store {
             .collect();
         let manifests = futures::stream::iter(wanted.into_iter().map(|(id, key)| {
             let store = self.clone();
-            async move { (id, store.read_manifest(&key).await) }
+            let cluster = cluster.to_string();
+            async move {
+                let described = store.describe(&key);
+                let result = store.read_manifest(&key).await.and_then(|m| {
+                    match m.disagreement(&id, &cluster, kind) {
+                        Some(reason) => Err(Error::Manifest(manifest::Error::Invalid {
+                            key: described.clone(),
+                            reason,
+                        })),
+                        None => Ok(m),
+                    }
+                });
+                (id, described, result)
+            }
         }))
         .buffered(8)
         .collect::<Vec<_>>()
         .await;
-        for (id, result) in manifests {
+        for (id, key, result) in manifests {
             match result {
                 Ok(m) => listing.complete.push(m),
-                Err(e) => listing.unreadable.push((id, e.to_string())),
+                Err(e) => listing.unreadable.push(Unreadable {
+                    id,
+                    key,
+                    reason: e.to_string(),
+                }),
             }
         }
         for (id, (has_manifest, objects, newest)) in by_id {
@@ -398,15 +691,27 @@ impl Store {
     }
 
     async fn read_manifest(&self, key: &Path) -> Result<Manifest, Error> {
-        let bytes = self.read_all(key).await?;
+        let bytes = self.read_all_limited(key, MANIFEST_LIMIT).await?;
         Ok(Manifest::from_json(&self.describe(key), &bytes)?)
     }
 
-    /// Finds one complete backup: `latest` or an id.
+    /// Finds one complete backup: `latest` or an id. `latest` refuses when a manifest newer
+    /// than the newest readable backup cannot be read: a damaged newest backup is news the
+    /// on-call engineer must see, not something to step over silently.
     pub async fn resolve(&self, cluster: &str, kind: Kind, which: &str) -> Result<Manifest, Error> {
         if which == "latest" {
             let listing = self.list(cluster, kind).await?;
-            let latest = listing
+            if let Some(newest_bad) = listing.unreadable_newer_than_complete().last() {
+                return Err(Error::NewestUnreadable {
+                    cluster: cluster.to_string(),
+                    kind,
+                    id: newest_bad.id.clone(),
+                    key: newest_bad.key.clone(),
+                    reason: newest_bad.reason.clone(),
+                    hint: NewestReadable(listing.complete.last().map(|m| m.id.to_string())),
+                });
+            }
+            return listing
                 .complete
                 .into_iter()
                 .last()
@@ -414,81 +719,94 @@ impl Store {
                     url: self.url.clone(),
                     cluster: cluster.to_string(),
                     kind,
-                })?;
-            for (id, reason) in &listing.unreadable {
-                if id.as_str() > latest.id.as_str() {
-                    tracing::warn!(skipped = %id, chosen = %latest.id, reason = %reason, "A newer backup's manifest cannot be read; using the newest readable one.");
-                }
-            }
-            return Ok(latest);
+                });
         }
         let id: BackupId = which.parse()?;
         let key = self
             .backup_dir(cluster, kind, id.as_str())
             .join(MANIFEST_NAME);
-        let found = self.read_manifest(&key).await;
-        if let Ok(m) = &found
-            && (m.id != id || m.cluster != cluster || m.kind != kind)
-        {
-            return Err(Error::Manifest(manifest::Error::Invalid {
-                key: self.describe(&key),
-                reason: format!(
-                    "it describes backup {} of cluster {} ({}), not the directory it is in",
-                    m.id, m.cluster, m.kind
-                ),
-            }));
-        }
-        match found {
-            Err(Error::Read { reason, .. }) if reason.starts_with("not found") => {
-                Err(Error::NoSuchBackup {
-                    url: self.url.clone(),
-                    cluster: cluster.to_string(),
-                    kind,
-                    id: id.to_string(),
-                })
-            }
-            other => other,
+        match self.read_manifest(&key).await {
+            Ok(m) => match m.disagreement(id.as_str(), cluster, kind) {
+                Some(reason) => Err(Error::Manifest(manifest::Error::Invalid {
+                    key: self.describe(&key),
+                    reason,
+                })),
+                None => Ok(m),
+            },
+            Err(Error::NotFound { .. }) => Err(Error::NoSuchBackup {
+                url: self.url.clone(),
+                cluster: cluster.to_string(),
+                kind,
+                id: id.to_string(),
+            }),
+            Err(other) => Err(other),
         }
     }
 
-    /// Reads a small object whole.
-    pub async fn read_all(&self, key: &Path) -> Result<Bytes, Error> {
-        let read_err = |e: object_store::Error| Error::Read {
-            key: self.describe(key),
-            reason: match e {
-                object_store::Error::NotFound { .. } => "not found".to_string(),
-                other => chain(&other),
+    /// Reads a small object whole, refusing one larger than `limit` before reading its body.
+    pub async fn read_all_limited(&self, key: &Path, limit: u64) -> Result<Bytes, Error> {
+        let read_err = |e: object_store::Error| match e {
+            object_store::Error::NotFound { .. } => Error::NotFound {
+                key: self.describe(key),
+            },
+            other => Error::Read {
+                key: self.describe(key),
+                reason: chain(&other),
             },
         };
-        self.inner
-            .get(key)
-            .await
-            .map_err(read_err)?
-            .bytes()
-            .await
-            .map_err(read_err)
+        let result = self.inner.get(key).await.map_err(read_err)?;
+        if result.meta.size > limit {
+            return Err(Error::ManifestTooLarge {
+                key: self.describe(key),
+                size: result.meta.size,
+                limit,
+            });
+        }
+        result.bytes().await.map_err(read_err)
     }
 
-    /// Streams an object's bytes.
+    /// Reads a small object whole (at most [`MANIFEST_LIMIT`] bytes).
+    pub async fn read_all(&self, key: &Path) -> Result<Bytes, Error> {
+        self.read_all_limited(key, MANIFEST_LIMIT).await
+    }
+
+    /// Streams an object's bytes, downloaded in ranged parts of the upload part size, a few in
+    /// flight and delivered in order. The consumer's pace is the download's pace: no more than
+    /// the parts in flight are ever held. Each part is retried on its own, resuming where its
+    /// bytes stopped, for as long as bytes keep arriving; a part silent for `request_timeout`
+    /// is asked for again, and one that brings no byte for `retry_timeout` fails the download.
     pub async fn read_stream(
         &self,
         key: &Path,
     ) -> Result<BoxStream<'static, std::io::Result<Bytes>>, Error> {
         let described = self.describe(key);
-        let result = self.inner.get(key).await.map_err(|e| Error::Read {
-            key: described.clone(),
-            reason: match e {
-                object_store::Error::NotFound { .. } => {
-                    "not found: the payload is missing although the manifest exists".to_string()
-                }
-                other => chain(&other),
-            },
-        })?;
-        Ok(result
-            .into_stream()
-            .map_err(move |e| {
-                std::io::Error::other(format!("reading {described} failed: {}", chain(&e)))
-            })
+        let size = match self.download.head(key).await {
+            Ok(meta) => meta.size,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(Error::PayloadMissing { key: described });
+            }
+            Err(e) => {
+                return Err(Error::Read {
+                    key: described,
+                    reason: chain(&e),
+                });
+            }
+        };
+        let part = self.part_size.max(1) as u64;
+        let ranges: Vec<std::ops::Range<u64>> = (0..size)
+            .step_by(part as usize)
+            .map(|start| start..(start + part).min(size))
+            .collect();
+        let ranged = RangedReader {
+            store: self.download.clone(),
+            key: key.clone(),
+            described,
+            idle: self.request_timeout,
+            patience: self.retry_timeout,
+        };
+        Ok(futures::stream::iter(ranges)
+            .map(move |range| ranged.clone().part(range))
+            .buffered(self.concurrency.max(1))
             .boxed())
     }
 
@@ -507,10 +825,37 @@ impl Store {
 
     /// Deletes one object (used by retention and tests).
     pub async fn delete(&self, key: &Path) -> Result<(), Error> {
-        self.inner.delete(key).await.map_err(|e| Error::Read {
+        self.inner.delete(key).await.map_err(|e| Error::Delete {
             key: self.describe(key),
             reason: chain(&e),
         })
+    }
+
+    /// Deletes everything in one id directory, staging files of a killed `file://` upload
+    /// included.
+    pub async fn delete_dir(&self, dir: &Path) -> Result<(), Error> {
+        let objects: Vec<_> = self.list_objects(dir).try_collect().await?;
+        for key in objects {
+            self.delete(&key).await?;
+        }
+        for (path, _) in self.staging_files(dir) {
+            std::fs::remove_file(&path).or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(Error::Delete {
+                    key: path.display().to_string(),
+                    reason: e.to_string(),
+                }),
+            })?;
+        }
+        if let Some(base) = &self.local_dir {
+            let mut local = base.clone();
+            for part in dir.parts() {
+                local.push(part.as_ref());
+            }
+            // Only an empty directory goes; anything else stays and is listed next time.
+            let _ = std::fs::remove_dir(&local);
+        }
+        Ok(())
     }
 
     /// Writes one object whole (used by tests and tools).
@@ -519,10 +864,101 @@ impl Store {
             .put(key, bytes.into())
             .await
             .map(|_| ())
-            .map_err(|e| Error::Read {
+            .map_err(|e| Error::Write {
                 key: self.describe(key),
                 reason: chain(&e),
             })
+    }
+}
+
+/// Whether a file name is a `file://` upload's staging file: `<name>#<digits>`.
+fn is_staging_name(name: &str) -> bool {
+    name.rsplit_once('#')
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Reads one object in ranged parts; each [`RangedReader::part`] retries on its own.
+#[derive(Clone)]
+struct RangedReader {
+    store: Arc<dyn ObjectStore>,
+    key: Path,
+    described: String,
+    /// A part that brings no byte for this long is asked for again.
+    idle: std::time::Duration,
+    /// A part that brings no byte for this long, over all its tries, fails the download.
+    patience: std::time::Duration,
+}
+
+impl RangedReader {
+    /// Downloads `range` whole, resuming after a failure where the bytes stopped.
+    async fn part(self, range: std::ops::Range<u64>) -> std::io::Result<Bytes> {
+        let mut buf = bytes::BytesMut::with_capacity((range.end - range.start) as usize);
+        let mut last_progress = tokio::time::Instant::now();
+        let mut tries = 0u32;
+        loop {
+            let start = range.start + buf.len() as u64;
+            if start > range.end {
+                return Err(std::io::Error::other(format!(
+                    "reading {} failed: the store sent more bytes than asked for bytes {}..{}",
+                    self.described, range.start, range.end
+                )));
+            }
+            if start == range.end {
+                return Ok(buf.freeze());
+            }
+            let failure = match self.get(start..range.end).await {
+                Ok(mut body) => loop {
+                    match tokio::time::timeout(self.idle, body.next()).await {
+                        Ok(Some(Ok(chunk))) => {
+                            buf.extend_from_slice(&chunk);
+                            last_progress = tokio::time::Instant::now();
+                            tries = 0;
+                        }
+                        Ok(None) if range.start + buf.len() as u64 >= range.end => break None,
+                        Ok(None) => {
+                            break Some(format!(
+                                "the store ended bytes {start}..{} early",
+                                range.end
+                            ));
+                        }
+                        Ok(Some(Err(e))) => break Some(chain(&e)),
+                        Err(_) => {
+                            break Some(format!("no byte arrived for {:?}", self.idle));
+                        }
+                    }
+                },
+                Err(object_store::Error::NotFound { .. }) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("{} disappeared during the download", self.described),
+                    ));
+                }
+                Err(e) => Some(chain(&e)),
+            };
+            let Some(reason) = failure else { continue };
+            if last_progress.elapsed() >= self.patience {
+                return Err(std::io::Error::other(format!(
+                    "reading {} failed: no byte of bytes {start}..{} arrived for {:?} (last error: {reason})",
+                    self.described, range.end, self.patience
+                )));
+            }
+            tries += 1;
+            let backoff = std::time::Duration::from_millis(100 * 2u64.pow(tries.min(6)))
+                .min(std::time::Duration::from_secs(5));
+            tracing::debug!(key = %self.described, start, end = range.end, error = %reason, retry_in = ?backoff, "Download part interrupted; resuming.");
+            tokio::time::sleep(backoff).await;
+        }
+    }
+
+    async fn get(
+        &self,
+        range: std::ops::Range<u64>,
+    ) -> Result<BoxStream<'static, Result<Bytes, object_store::Error>>, object_store::Error> {
+        let opts = object_store::GetOptions {
+            range: Some(object_store::GetRange::Bounded(range)),
+            ..Default::default()
+        };
+        Ok(self.store.get_opts(&self.key, opts).await?.into_stream())
     }
 }
 

@@ -31,8 +31,8 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<()> {
             "incomplete": listing.incomplete.iter().map(|i| serde_json::json!({
                 "id": i.id, "objects": i.objects, "newest_object": i.newest,
             })).collect::<Vec<_>>(),
-            "unreadable": listing.unreadable.iter().map(|(id, reason)| serde_json::json!({
-                "id": id, "reason": reason,
+            "unreadable": listing.unreadable.iter().map(|u| serde_json::json!({
+                "id": u.id, "key": u.key, "reason": u.reason,
             })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&json)?);
@@ -90,8 +90,15 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<()> {
             }
         );
     }
-    for (id, reason) in &listing.unreadable {
-        eprintln!("Not listed: {id}: {reason}");
+    if !listing.unreadable.is_empty() {
+        println!();
+        println!(
+            "UNREADABLE MANIFESTS ({}): these directories claim to be backups, but lifeboat cannot read them; `verify latest` and `restore --backup latest` refuse while one is newer than every readable backup:",
+            listing.unreadable.len()
+        );
+        for u in &listing.unreadable {
+            println!("  {:<34} {}", u.id, u.reason);
+        }
     }
     Ok(())
 }
