@@ -23,6 +23,7 @@ works aws --version || apt_pkgs+=(awscli)
 works openssl version || apt_pkgs+=(openssl)
 works promtool --version || apt_pkgs+=(prometheus)
 works kubectl version --client || apt_pkgs+=(kubectl)
+works faketime --version || apt_pkgs+=(faketime)
 works python3 --version || apt_pkgs+=(python3 python3-pip)
 
 if [ ${#apt_pkgs[@]} -gt 0 ]; then

@@ -810,6 +810,7 @@ impl Store {
             described,
             idle: self.request_timeout,
             patience: self.retry_timeout,
+            progress: Arc::new(std::sync::Mutex::new(tokio::time::Instant::now())),
         };
         Ok(futures::stream::iter(ranges)
             .map(move |range| ranged.clone().part(range))
@@ -892,15 +893,17 @@ struct RangedReader {
     described: String,
     /// A part that brings no byte for this long is asked for again.
     idle: std::time::Duration,
-    /// A part that brings no byte for this long, over all its tries, fails the download.
+    /// When no part has brought a byte for this long, the download fails.
     patience: std::time::Duration,
+    /// When any part last brought a byte: a part waiting behind others (a server that serves
+    /// one request at a time) is not failed while the download as a whole moves.
+    progress: Arc<std::sync::Mutex<tokio::time::Instant>>,
 }
 
 impl RangedReader {
     /// Downloads `range` whole, resuming after a failure where the bytes stopped.
     async fn part(self, range: std::ops::Range<u64>) -> std::io::Result<Bytes> {
         let mut buf = bytes::BytesMut::with_capacity((range.end - range.start) as usize);
-        let mut last_progress = tokio::time::Instant::now();
         let mut tries = 0u32;
         loop {
             let start = range.start + buf.len() as u64;
@@ -918,7 +921,8 @@ impl RangedReader {
                     match tokio::time::timeout(self.idle, body.next()).await {
                         Ok(Some(Ok(chunk))) => {
                             buf.extend_from_slice(&chunk);
-                            last_progress = tokio::time::Instant::now();
+                            *self.progress.lock().expect("not poisoned") =
+                                tokio::time::Instant::now();
                             tries = 0;
                         }
                         Ok(None) if range.start + buf.len() as u64 >= range.end => break None,
@@ -943,10 +947,11 @@ impl RangedReader {
                 Err(e) => Some(chain(&e)),
             };
             let Some(reason) = failure else { continue };
+            let last_progress = *self.progress.lock().expect("not poisoned");
             if last_progress.elapsed() >= self.patience {
                 return Err(std::io::Error::other(format!(
-                    "reading {} failed: no byte of bytes {start}..{} arrived for {:?} (last error: {reason})",
-                    self.described, range.end, self.patience
+                    "reading {} failed: no byte arrived for {:?} (storage.retry_timeout) while bytes {start}..{} were still missing (last error: {reason})",
+                    self.described, self.patience, range.end
                 )));
             }
             tries += 1;

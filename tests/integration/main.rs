@@ -16,3 +16,4 @@ mod resources;
 mod roundtrip;
 mod service;
 mod standard_tools;
+mod store;

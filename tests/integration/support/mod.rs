@@ -11,6 +11,7 @@ pub mod lifeboat;
 pub mod proxy;
 pub mod s3;
 pub mod serve;
+pub mod tamper;
 pub mod tls;
 
 use std::net::TcpListener;
