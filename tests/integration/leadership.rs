@@ -199,6 +199,13 @@ async fn a_slow_api_server_let_two_replicas_lead_at_once() {
             );
         }
     }
+    let mut handovers: Vec<Span> = terms.concat();
+    handovers.sort();
+    let gaps: Vec<f64> = handovers
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].1).as_seconds_f64())
+        .collect();
+    eprintln!("terms: {terms:?}\ngaps between terms (s): {gaps:?}");
     assert!(
         terms[0].len() >= 2 && terms[1].len() >= 2,
         "the lease should have changed hands four times: {terms:?}"
