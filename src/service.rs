@@ -1,12 +1,17 @@
 //! `lifeboat serve`: the long-running service. It serves /metrics, /healthz and /readyz, takes
-//! part in leader election, and runs each plan on its schedule: catch-up at start, never
-//! overlapping itself, retries with backoff, retention after each success, and a graceful stop
-//! on SIGTERM (a running backup gets `server.shutdown_grace`, then its upload is aborted).
+//! part in leader election, and runs each job (a backup plan, the restore drills) on its
+//! schedule: catch-up at start, never overlapping itself, retries with backoff, retention after
+//! each success, and a graceful stop on SIGTERM (a running backup gets `server.shutdown_grace`,
+//! then its upload is aborted).
 //!
-//! Timing: tokio-cron-scheduler is the timer, but only with one-shot jobs at instants that
-//! `plan::Schedule` computes. Its own cron parser is not used: it rejects 5-field cron, ANDs
-//! day-of-month with day-of-week, and freezes a time zone into a fixed UTC offset.
+//! Timing: `timer::FireTimer` waits on the monotonic clock for fire times that `plan::Schedule`
+//! picks from the wall clock (see `timer` for why tokio-cron-scheduler is not used). Leadership:
+//! every run belongs to a leadership term (`leader::Term`) and takes a child of its token, so
+//! the end of the term aborts the run at once, before a standby can take the Lease.
 
+pub mod timer;
+
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,15 +19,16 @@ use chrono::Utc;
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Plan};
-use crate::leader::Elector;
+use crate::leader::{Elector, Role, Term};
 use crate::manifest::Kind;
 use crate::metrics::Metrics;
+use crate::plan::{FireDecision, Schedule};
 use crate::server::{self, Readiness};
 use crate::store::{self, Store};
+use timer::{FireTimer, SystemClock, WallClock};
 
 /// How often /readyz's store check is refreshed.
 const STORE_CHECK_EVERY: Duration = Duration::from_secs(30);
@@ -38,8 +44,6 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("the scheduler failed: {reason}")]
-    Scheduler { reason: String },
     #[error(transparent)]
     Kube(#[from] crate::kube::Error),
     #[error(transparent)]
@@ -50,6 +54,35 @@ struct Service {
     cfg: Config,
     store: Store,
     metrics: Arc<Metrics>,
+    clock: Arc<dyn WallClock>,
+    /// How long a run may go on after its leadership term ended before it is dropped: half the
+    /// margin between the end of a term and the earliest takeover by a standby.
+    stop_after_term: Option<Duration>,
+}
+
+/// Something the service runs on a schedule, on the leader only.
+#[derive(Clone)]
+enum Job {
+    /// A backup plan: caught up when missed, retried, followed by retention.
+    Backup(Plan),
+    /// Restore drills of the newest etcd backup.
+    Drill(Schedule),
+}
+
+impl Job {
+    fn name(&self) -> &str {
+        match self {
+            Job::Backup(plan) => &plan.name,
+            Job::Drill(_) => "drill",
+        }
+    }
+
+    fn schedule(&self) -> &Schedule {
+        match self {
+            Job::Backup(plan) => &plan.schedule,
+            Job::Drill(schedule) => schedule,
+        }
+    }
 }
 
 /// Runs the service until `shutdown` is cancelled; then stops gracefully and returns.
@@ -59,10 +92,13 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let store = Store::open(&cfg.storage)?;
+    let stop_after_term = cfg.leader_election.as_ref().map(|le| le.renew_interval / 2);
     let svc = Arc::new(Service {
         cfg,
         store,
         metrics,
+        clock: Arc::new(SystemClock),
+        stop_after_term,
     });
     let cfg = &svc.cfg;
     let listener = server::bind(cfg.server.listen)
@@ -80,7 +116,7 @@ pub async fn run(
 
     let (ready_tx, ready_rx) = watch::channel(Readiness {
         store: None,
-        role_known: cfg.leader_election.is_none(),
+        role_known: false,
     });
     let background = CancellationToken::new();
     let http = tokio::spawn(server::serve(
@@ -97,47 +133,33 @@ pub async fn run(
         background.clone(),
     ));
 
-    // Leadership: None until decided.
-    let (leading_tx, leading_rx) = watch::channel(cfg.leader_election.is_none().then_some(true));
-    let elector = match &cfg.leader_election {
-        None => None,
+    // Leadership: without election, one term for the whole run.
+    let (role_tx, role_rx) = watch::channel(Role::Undecided);
+    let (elector, _single_term) = match &cfg.leader_election {
+        None => {
+            role_tx.send_replace(Role::Leader(Term::new(CancellationToken::new())));
+            (None, Some(role_tx))
+        }
         Some(le) => {
             let client = crate::kube::client(&cfg.kubernetes).await?;
-            let (tx, mut rx) = watch::channel(false);
             let elect_cancel = CancellationToken::new();
             let handle =
-                tokio::spawn(Elector::new(client, le.clone()).run(tx, elect_cancel.clone()));
-            // Forward the elector's decisions (the first one marks the role as known).
-            let leading_tx = leading_tx.clone();
-            let ready_tx = ready_tx.clone();
-            tokio::spawn(async move {
-                let mut first = true;
-                loop {
-                    let now_leading = *rx.borrow_and_update();
-                    if first || leading_tx.borrow().is_some() {
-                        leading_tx.send_replace(Some(now_leading));
-                        ready_tx.send_modify(|r| r.role_known = true);
-                    }
-                    first = false;
-                    if rx.changed().await.is_err() {
-                        return;
-                    }
-                }
-            });
-            Some((handle, elect_cancel))
+                tokio::spawn(Elector::new(client, le.clone()).run(role_tx, elect_cancel.clone()));
+            (Some((handle, elect_cancel)), None)
         }
     };
     {
         let metrics = svc.metrics.clone();
         let cluster = cfg.cluster.clone();
-        let mut rx = leading_rx.clone();
+        let mut rx = role_rx.clone();
         tokio::spawn(async move {
             loop {
-                let l = *rx.borrow_and_update();
+                let role = rx.borrow_and_update().clone();
                 metrics
                     .leader
                     .with_label_values(&[&cluster])
-                    .set(i64::from(l == Some(true)));
+                    .set(i64::from(role.term().is_some()));
+                ready_tx.send_modify(|r| r.role_known = !matches!(role, Role::Undecided));
                 if rx.changed().await.is_err() {
                     return;
                 }
@@ -145,48 +167,32 @@ pub async fn run(
         });
     }
 
-    let scheduler = JobScheduler::new().await.map_err(|e| Error::Scheduler {
-        reason: e.to_string(),
-    })?;
-    scheduler.start().await.map_err(|e| Error::Scheduler {
-        reason: e.to_string(),
-    })?;
     let stop_scheduling = CancellationToken::new();
-    let abort_runs = CancellationToken::new();
     let mut loops = Vec::new();
-    let mut runs: Vec<Arc<Mutex<RunSlot>>> = Vec::new();
+    let mut slots: Vec<Arc<Mutex<RunSlot>>> = Vec::new();
+    let mut jobs: Vec<Job> = Vec::new();
     for plan in &cfg.plans {
         svc.metrics.init_plan(&cfg.cluster, &plan.name);
         init_from_store(&svc, plan).await;
-        let running = Arc::new(Mutex::new(RunSlot::default()));
-        runs.push(running.clone());
-        loops.push(tokio::spawn(plan_loop(
-            svc.clone(),
-            plan.clone(),
-            scheduler.clone(),
-            leading_rx.clone(),
-            stop_scheduling.clone(),
-            abort_runs.clone(),
-            running,
-        )));
+        jobs.push(Job::Backup(plan.clone()));
     }
-
     if let Some(schedule) = cfg.drill.schedule.clone() {
         for result in ["success", "failure"] {
             svc.metrics
                 .drill_runs
                 .with_label_values(&[&cfg.cluster, result]);
         }
-        let running = Arc::new(Mutex::new(RunSlot::default()));
-        runs.push(running.clone());
-        loops.push(tokio::spawn(drill_loop(
+        jobs.push(Job::Drill(schedule));
+    }
+    for job in jobs {
+        let slot = Arc::new(Mutex::new(RunSlot::default()));
+        slots.push(slot.clone());
+        loops.push(tokio::spawn(job_loop(
             svc.clone(),
-            schedule,
-            scheduler.clone(),
-            leading_rx.clone(),
+            job,
+            role_rx.clone(),
             stop_scheduling.clone(),
-            abort_runs.clone(),
-            running,
+            slot,
         )));
     }
 
@@ -196,10 +202,13 @@ pub async fn run(
     for l in loops {
         let _ = l.await;
     }
-    let pending: Vec<JoinHandle<()>> = runs
+    let (pending, tokens): (Vec<JoinHandle<()>>, Vec<Option<CancellationToken>>) = slots
         .iter()
-        .filter_map(|r| r.lock().expect("run slot").handle.take())
-        .collect();
+        .filter_map(|r| {
+            let mut slot = r.lock().expect("run slot");
+            slot.handle.take().map(|h| (h, slot.cancel.take()))
+        })
+        .unzip();
     let all = futures::future::join_all(pending);
     tokio::pin!(all);
     if tokio::time::timeout(cfg.server.shutdown_grace, &mut all)
@@ -209,15 +218,15 @@ pub async fn run(
         tracing::warn!(
             "The running backup did not finish within the grace period: aborting it (its upload is aborted, no manifest is written)."
         );
-        abort_runs.cancel();
+        for token in tokens.into_iter().flatten() {
+            token.cancel();
+        }
         all.await;
     }
     if let Some((handle, elect_cancel)) = elector {
         elect_cancel.cancel();
         let _ = handle.await;
     }
-    let mut scheduler = scheduler;
-    let _ = scheduler.shutdown().await;
     background.cancel();
     let _ = http.await;
     tracing::info!("Stopped.");
@@ -305,37 +314,30 @@ async fn newest_complete(
         .map(|m| m.finished_at))
 }
 
-async fn plan_loop(
+/// Runs one job on its schedule while this replica leads: a backup plan is caught up when a
+/// term begins and a scheduled run was missed; a fire time while the previous run still goes is
+/// skipped (and counted); the end of a term aborts the run through its token.
+async fn job_loop(
     svc: Arc<Service>,
-    plan: Plan,
-    scheduler: JobScheduler,
-    mut leading: watch::Receiver<Option<bool>>,
+    job: Job,
+    mut role: watch::Receiver<Role>,
     stop: CancellationToken,
-    abort: CancellationToken,
-    running: Arc<Mutex<RunSlot>>,
+    slot: Arc<Mutex<RunSlot>>,
 ) {
-    let labels = [svc.cfg.cluster.clone(), plan.name.clone()];
+    let mut timer = FireTimer::new(job.schedule().clone(), svc.clock.clone());
     let mut was_leading = false;
-    let mut last_fire = Utc::now();
-    let start_run = |why: &'static str| {
-        let mut slot = running.lock().expect("run slot");
-        if slot.is_running() {
-            svc.metrics.skipped_overlap.with_label_values(&labels).inc();
-            tracing::warn!(plan = %plan.name, "The previous run is still going: this scheduled run is skipped.");
-            return;
-        }
-        tracing::info!(plan = %plan.name, why, "Run starting.");
-        let token = abort.child_token();
-        slot.cancel = Some(token.clone());
-        slot.handle = Some(tokio::spawn(run_plan(svc.clone(), plan.clone(), token)));
-    };
     loop {
-        // Becoming leader (or starting as one): catch up if a scheduled run was missed.
-        let is_leading = *leading.borrow_and_update() == Some(true);
-        if is_leading && !was_leading {
-            match newest_complete(&svc, &plan).await {
-                Ok(newest) if crate::plan::catch_up_due(&plan.schedule, newest, Utc::now()) => {
+        let term = role.borrow_and_update().term().cloned();
+        if let (Some(term), false, Job::Backup(plan)) = (&term, was_leading, &job) {
+            match newest_complete(&svc, plan).await {
+                Ok(newest)
+                    if crate::plan::catch_up_due(&plan.schedule, newest, svc.clock.now()) =>
+                {
                     start_run(
+                        &svc,
+                        &job,
+                        term,
+                        &slot,
                         "catch-up: the newest complete backup is older than the schedule allows",
                     )
                 }
@@ -345,74 +347,91 @@ async fn plan_loop(
                 }
             }
         }
-        was_leading = is_leading;
-
-        let Some(next) = plan
-            .schedule
-            .next_after(last_fire.max(Utc::now() - chrono::Duration::seconds(1)))
-        else {
-            tracing::error!(plan = %plan.name, "The schedule has no future run.");
-            return;
-        };
-        let fired = match one_shot(&scheduler, next).await {
-            Ok(rx) => rx,
-            Err(e) => {
-                tracing::error!(plan = %plan.name, error = %e, "Cannot schedule the next run; retrying in 10s.");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(10)) => continue,
-                    _ = stop.cancelled() => return,
-                }
-            }
-        };
+        was_leading = term.is_some();
         tokio::select! {
-            _ = fired => {
-                last_fire = next;
-                svc.metrics.interval.with_label_values(&labels).set(plan.schedule.expected_interval(Utc::now()).as_secs_f64());
-                if *leading.borrow() == Some(true) {
-                    start_run("scheduled");
-                } else {
-                    tracing::debug!(plan = %plan.name, "Standby: the leader runs this one.");
+            fire = timer.tick() => {
+                let Some(fire) = fire else {
+                    tracing::error!(job = job.name(), "The schedule has no future run: this job stops.");
+                    return;
+                };
+                if let Job::Backup(plan) = &job {
+                    let labels = [svc.cfg.cluster.as_str(), plan.name.as_str()];
+                    svc.metrics.interval.with_label_values(&labels).set(plan.schedule.expected_interval(svc.clock.now()).as_secs_f64());
+                }
+                let term = role.borrow().term().cloned();
+                match term {
+                    Some(term) => start_run(&svc, &job, &term, &slot, "scheduled"),
+                    None => tracing::debug!(job = job.name(), %fire, "Standby: the leader runs this one."),
                 }
             }
-            changed = leading.changed() => {
-                if changed.is_err() { return; }
-                if *leading.borrow() != Some(true) {
-                    // Lost the lease: the new leader runs the plan now; stop ours cleanly.
-                    let slot = running.lock().expect("run slot");
-                    if slot.is_running() && let Some(token) = &slot.cancel {
-                        tracing::warn!(plan = %plan.name, "Leadership lost: aborting the running backup (no manifest is written).");
-                        token.cancel();
-                    }
-                }
-            }
+            // A lost term needs nothing here: its token has already aborted the run.
+            changed = role.changed() => if changed.is_err() { return },
             _ = stop.cancelled() => return,
         }
     }
 }
 
-/// A receiver that completes at `at`, driven by a tokio-cron-scheduler one-shot job.
-async fn one_shot(
-    scheduler: &JobScheduler,
-    at: chrono::DateTime<Utc>,
-) -> Result<tokio::sync::oneshot::Receiver<()>, tokio_cron_scheduler::JobSchedulerError> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let tx = Mutex::new(Some(tx));
-    // The scheduler truncates a one-shot's delay to whole seconds; one extra second makes it
-    // fire at or just after `at` instead of up to a second early.
-    let delay = (at - Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(1);
-    let job =
-        Job::new_one_shot_at_instant_async(std::time::Instant::now() + delay, move |_, _| {
-            if let Some(tx) = tx.lock().expect("one-shot sender").take() {
-                let _ = tx.send(());
-            }
-            Box::pin(async {})
-        })?;
-    scheduler.add(job).await?;
-    Ok(rx)
+/// Starts a run of `job` in `term`, unless the previous run still goes.
+fn start_run(svc: &Arc<Service>, job: &Job, term: &Term, slot: &Mutex<RunSlot>, why: &str) {
+    let mut slot = slot.lock().expect("run slot");
+    if crate::plan::on_fire(slot.is_running()) == FireDecision::SkipOverlap {
+        if let Job::Backup(plan) = job {
+            svc.metrics
+                .skipped_overlap
+                .with_label_values(&[&svc.cfg.cluster, &plan.name])
+                .inc();
+        }
+        tracing::warn!(
+            job = job.name(),
+            "The previous run is still going: this scheduled run is skipped."
+        );
+        return;
+    }
+    if term.is_over() {
+        return;
+    }
+    tracing::info!(job = job.name(), why, "Run starting.");
+    let token = term.child_token();
+    slot.cancel = Some(token.clone());
+    let run: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = match job {
+        Job::Backup(plan) => Box::pin(run_plan(svc.clone(), plan.clone(), token, term.clone())),
+        Job::Drill(_) => {
+            let svc = svc.clone();
+            Box::pin(async move {
+                tokio::select! {
+                    _ = run_drill(svc) => {}
+                    // Dropping the drill kills its throwaway etcd and removes its directory.
+                    _ = token.cancelled() => tracing::warn!("Restore drill aborted (shutdown or leadership lost)."),
+                }
+            })
+        }
+    };
+    slot.handle = Some(tokio::spawn(within_term(
+        run,
+        term.clone(),
+        svc.stop_after_term,
+    )));
+}
+
+/// Runs `run`, but drops it if it is still going `stop_after` after `term` ended: the run has
+/// been told to stop (its token is a child of the term's), and one that does not stop in time
+/// must not write anything (a manifest) once a standby may have taken over.
+async fn within_term(run: impl Future<Output = ()>, term: Term, stop_after: Option<Duration>) {
+    let overdue = async {
+        let Some(stop_after) = stop_after else {
+            return std::future::pending().await;
+        };
+        term.over().await;
+        tokio::time::sleep(stop_after).await;
+    };
+    tokio::select! {
+        _ = run => {}
+        _ = overdue => tracing::error!(stop_after = ?stop_after, "A run did not stop after leadership was lost: dropped it so it writes nothing more (an S3 multipart upload it leaves is removed by the bucket's AbortIncompleteMultipartUpload rule)."),
+    }
 }
 
 /// One run of a plan: the backup with retries and backoff, then retention, with metrics.
-async fn run_plan(svc: Arc<Service>, plan: Plan, abort: CancellationToken) {
+async fn run_plan(svc: Arc<Service>, plan: Plan, abort: CancellationToken, term: Term) {
     let cluster = svc.cfg.cluster.as_str();
     let labels = [cluster, plan.name.as_str()];
     let m = &svc.metrics;
@@ -457,7 +476,10 @@ async fn run_plan(svc: Arc<Service>, plan: Plan, abort: CancellationToken) {
                         .with_label_values(&[cluster])
                         .set(etcd.revision);
                 }
-                apply_retention(&svc, &plan).await;
+                // A leader that lost its term leaves retention to the new one.
+                if !abort.is_cancelled() {
+                    apply_retention(&svc, &plan).await;
+                }
                 return;
             }
             Err(e) => {
@@ -466,7 +488,12 @@ async fn run_plan(svc: Arc<Service>, plan: Plan, abort: CancellationToken) {
                     .inc();
                 let error = store::chain(&e);
                 if abort.is_cancelled() {
-                    tracing::warn!(plan = %plan.name, error, "Run aborted by shutdown.");
+                    let why = if term.is_over() {
+                        "leadership lost"
+                    } else {
+                        "shutdown"
+                    };
+                    tracing::warn!(plan = %plan.name, error, why, "Run aborted.");
                     break;
                 }
                 if attempt < plan.retries {
@@ -510,52 +537,6 @@ async fn apply_retention(svc: &Service, plan: &Plan) {
                 .inc();
             tracing::error!(plan = %plan.name, error = %e, "Retention failed; nothing more was deleted. It runs again after the next backup.");
         }
-    }
-}
-
-/// Runs restore drills of the newest etcd backup on their schedule, on the leader only.
-#[allow(clippy::too_many_arguments)]
-async fn drill_loop(
-    svc: Arc<Service>,
-    schedule: crate::plan::Schedule,
-    scheduler: JobScheduler,
-    leading: watch::Receiver<Option<bool>>,
-    stop: CancellationToken,
-    abort: CancellationToken,
-    running: Arc<Mutex<RunSlot>>,
-) {
-    let mut last_fire = Utc::now();
-    loop {
-        let Some(next) =
-            schedule.next_after(last_fire.max(Utc::now() - chrono::Duration::seconds(1)))
-        else {
-            return;
-        };
-        let Ok(fired) = one_shot(&scheduler, next).await else {
-            return;
-        };
-        tokio::select! {
-            _ = fired => last_fire = next,
-            _ = stop.cancelled() => return,
-        }
-        if *leading.borrow() != Some(true) {
-            continue;
-        }
-        let mut slot = running.lock().expect("drill slot");
-        if slot.is_running() {
-            tracing::warn!("The previous restore drill is still running: this one is skipped.");
-            continue;
-        }
-        let token = abort.child_token();
-        slot.cancel = Some(token.clone());
-        let svc = svc.clone();
-        slot.handle = Some(tokio::spawn(async move {
-            tokio::select! {
-                _ = run_drill(svc) => {}
-                // Dropping the drill kills its throwaway etcd and removes its directory.
-                _ = token.cancelled() => tracing::warn!("Restore drill aborted by shutdown."),
-            }
-        }));
     }
 }
 

@@ -11,6 +11,7 @@ mod etcd_yaml;
 mod faults;
 mod guided_restore;
 mod kube_api_server;
+mod leadership;
 mod prometheus;
 mod resources;
 mod roundtrip;

@@ -1,10 +1,14 @@
-//! A TCP proxy that injects faults between lifeboat and a server: it can throttle, cut every
-//! connection once it has carried a number of bytes, or stop altogether (refusing new
-//! connections), the way a crashed server or a dropped network looks to a client.
+//! A TCP proxy that injects faults between lifeboat and a server: it can throttle, delay what
+//! the server sends (latency, as of a slow server), cut every connection once it has carried a
+//! number of bytes, stall (hold every byte, as a server that stops answering), or stop
+//! altogether (refusing new connections), the way a crashed server or a dropped network looks
+//! to a client.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -18,6 +22,12 @@ struct State {
     cut_down_after: AtomicU64,
     /// Server→client bytes per second per connection (0 = unlimited).
     down_rate: AtomicU64,
+    /// Server→client latency in microseconds: each chunk is delivered this long after the
+    /// server sent it (0 = none).
+    down_delay_us: AtomicU64,
+    /// Hold every byte in both directions until released.
+    stalled: AtomicBool,
+    released: Notify,
     stopped: AtomicBool,
     up_total: AtomicU64,
     down_total: AtomicU64,
@@ -74,6 +84,26 @@ impl Proxy {
         self.state.down_rate.store(bytes_per_sec, Ordering::SeqCst);
     }
 
+    /// Delivers each chunk from the server `delay` after the server sent it (a slow server or
+    /// link: latency, not a rate limit).
+    pub fn delay_down(&self, delay: Duration) {
+        self.state
+            .down_delay_us
+            .store(delay.as_micros() as u64, Ordering::SeqCst);
+    }
+
+    /// Holds every byte in both directions (new connections are accepted and held too), as a
+    /// server that stops answering; [`Proxy::release`] lets them through again.
+    pub fn stall(&self) {
+        self.state.stalled.store(true, Ordering::SeqCst);
+    }
+
+    /// Ends a [`Proxy::stall`]: what was held is delivered.
+    pub fn release(&self) {
+        self.state.stalled.store(false, Ordering::SeqCst);
+        self.state.released.notify_waiters();
+    }
+
     /// Drops every open connection and refuses new ones.
     pub fn stop(&self) {
         self.state.stopped.store(true, Ordering::SeqCst);
@@ -97,66 +127,10 @@ impl Proxy {
 }
 
 async fn pump(client: TcpStream, server: TcpStream, st: Arc<State>) {
-    let (mut cr, mut cw) = client.into_split();
-    let (mut sr, mut sw) = server.into_split();
-    let up = {
-        let st = st.clone();
-        async move {
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut sent = 0u64;
-            loop {
-                let n = match cr.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                let limit = st.cut_up_after.load(Ordering::SeqCst);
-                let n = if limit > 0 && sent + n as u64 >= limit {
-                    (limit - sent) as usize
-                } else {
-                    n
-                };
-                if sw.write_all(&buf[..n]).await.is_err() {
-                    return;
-                }
-                sent += n as u64;
-                st.up_total.fetch_add(n as u64, Ordering::SeqCst);
-                if limit > 0 && sent >= limit {
-                    return;
-                }
-            }
-        }
-    };
-    let down = {
-        let st = st.clone();
-        async move {
-            let mut buf = vec![0u8; 16 * 1024];
-            let mut sent = 0u64;
-            loop {
-                let n = match sr.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                let limit = st.cut_down_after.load(Ordering::SeqCst);
-                let n = if limit > 0 && sent + n as u64 >= limit {
-                    (limit - sent) as usize
-                } else {
-                    n
-                };
-                if cw.write_all(&buf[..n]).await.is_err() {
-                    return;
-                }
-                sent += n as u64;
-                st.down_total.fetch_add(n as u64, Ordering::SeqCst);
-                if limit > 0 && sent >= limit {
-                    return;
-                }
-                let rate = st.down_rate.load(Ordering::SeqCst);
-                if rate > 0 {
-                    tokio::time::sleep(Duration::from_secs_f64(n as f64 / rate as f64)).await;
-                }
-            }
-        }
-    };
+    let (cr, cw) = client.into_split();
+    let (sr, sw) = server.into_split();
+    let up = forward(cr, sw, st.clone(), Direction::Up);
+    let down = forward(sr, cw, st.clone(), Direction::Down);
     // The first direction to end (a cut, a close, or stop()) ends the whole connection: both
     // halves are dropped, which resets the sockets.
     tokio::select! {
@@ -164,4 +138,83 @@ async fn pump(client: TcpStream, server: TcpStream, st: Arc<State>) {
         _ = down => {}
         _ = st.stop.notified() => {}
     }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Direction {
+    /// Client to server.
+    Up,
+    /// Server to client.
+    Down,
+}
+
+/// Carries one direction: a reader that applies the cut, and a writer that applies the delay,
+/// the stall and the rate, joined by a queue so latency does not limit throughput.
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    st: Arc<State>,
+    dir: Direction,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Instant, Vec<u8>)>(4);
+    let reading = {
+        let st = st.clone();
+        async move {
+            let mut buf = vec![0u8; if dir == Direction::Up { 64 } else { 16 } * 1024];
+            let mut read = 0u64;
+            loop {
+                let n = match from.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let limit = match dir {
+                    Direction::Up => st.cut_up_after.load(Ordering::SeqCst),
+                    Direction::Down => st.cut_down_after.load(Ordering::SeqCst),
+                };
+                let n = if limit > 0 && read + n as u64 >= limit {
+                    (limit - read) as usize
+                } else {
+                    n
+                };
+                if tx.send((Instant::now(), buf[..n].to_vec())).await.is_err() {
+                    return;
+                }
+                read += n as u64;
+                if limit > 0 && read >= limit {
+                    return;
+                }
+            }
+        }
+    };
+    let writing = async move {
+        while let Some((read_at, chunk)) = rx.recv().await {
+            if dir == Direction::Down {
+                let delay = st.down_delay_us.load(Ordering::SeqCst);
+                tokio::time::sleep_until(read_at + Duration::from_micros(delay)).await;
+            }
+            while st.stalled.load(Ordering::SeqCst) {
+                let released = st.released.notified();
+                tokio::pin!(released);
+                released.as_mut().enable();
+                if !st.stalled.load(Ordering::SeqCst) {
+                    break;
+                }
+                released.await;
+            }
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+            let n = chunk.len() as u64;
+            match dir {
+                Direction::Up => st.up_total.fetch_add(n, Ordering::SeqCst),
+                Direction::Down => st.down_total.fetch_add(n, Ordering::SeqCst),
+            };
+            let rate = st.down_rate.load(Ordering::SeqCst);
+            if dir == Direction::Down && rate > 0 {
+                tokio::time::sleep(Duration::from_secs_f64(n as f64 / rate as f64)).await;
+            }
+        }
+    };
+    // The reader ending (a close or a cut) lets the writer deliver what was read, then end.
+    tokio::join!(reading, writing);
 }
