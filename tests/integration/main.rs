@@ -8,6 +8,7 @@ mod config_examples;
 mod deploy;
 mod drill;
 mod etcd_yaml;
+mod export_order;
 mod faults;
 mod guided_restore;
 mod kube_api_server;
