@@ -17,3 +17,5 @@ mod resources;
 mod roundtrip;
 mod service;
 mod standard_tools;
+mod tampered_export;
+mod verify_kinds;
