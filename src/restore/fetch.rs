@@ -1,6 +1,9 @@
 //! Download one backup's payload and check it: the stored size and sha256 against the manifest,
 //! then (with an identity, or when unencrypted) decryption, decompression and etcd's own hash.
-//! Optionally writes the plain snapshot to a file, which appears only when every check passed.
+//! A resource export (never age-encrypted as a whole) is read through entry by entry instead:
+//! every entry readable, the counts matching index.json and the manifest, and with an identity
+//! every `.age` object decrypting. Optionally writes the plain snapshot to a file, which appears
+//! only when every check passed.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -55,6 +58,17 @@ pub enum Error {
         expected: u64,
         actual: u64,
     },
+    #[error(
+        "backup {id} reads back, but {reason}; it was written damaged or altered: use another backup"
+    )]
+    ArchiveMismatch { id: String, reason: String },
+    #[error("backup {id}: the encrypted object {path}: {source}")]
+    Object {
+        id: String,
+        path: String,
+        #[source]
+        source: encode::Error,
+    },
     #[error("backup {id}: {source}")]
     Integrity {
         id: String,
@@ -96,6 +110,24 @@ pub struct Outcome {
     pub stored_size: u64,
     /// Plain bytes produced, when decoded.
     pub plain_size: u64,
+    /// For a resource export: what reading the archive through checked.
+    pub archive: Option<ArchiveCheck>,
+}
+
+/// What reading a resource export's archive through found (all of it matching index.json and
+/// the manifest).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveCheck {
+    /// Entries read, index.json included.
+    pub entries: u64,
+    /// Objects (entries other than index.json).
+    pub objects: u64,
+    /// Resources index.json lists.
+    pub resources: u64,
+    /// Objects stored as age files.
+    pub encrypted: u64,
+    /// Of those, how many were decrypted (0 without an identity).
+    pub decrypted: u64,
 }
 
 /// Downloads and checks the payload of `manifest`. With `identities` (or for an unencrypted
@@ -243,9 +275,10 @@ fn check_blocking<R: Read>(
             decoded: false,
             stored_size,
             plain_size: 0,
+            archive: None,
         });
     };
-    let (plain_size, verified) = result.map_err(|e| cleanup(e.into_error(&id)))?;
+    let (plain_size, verified, archive) = result.map_err(|e| cleanup(e.into_error(&id)))?;
     if plain_size != manifest.payload.plain_size {
         return Err(cleanup(Error::PlainSize {
             id,
@@ -285,6 +318,7 @@ fn check_blocking<R: Read>(
         decoded: true,
         stored_size,
         plain_size,
+        archive,
     })
 }
 
@@ -355,6 +389,14 @@ enum DecodeFailure {
     Decompress(io::Error),
     Write(PathBuf, io::Error),
     Integrity(snapshot::Error),
+    Mismatch(String),
+    Object(String, encode::Error),
+}
+
+impl From<crate::archive::ReadError> for DecodeFailure {
+    fn from(e: crate::archive::ReadError) -> Self {
+        DecodeFailure::Decompress(io::Error::other(e.to_string()))
+    }
 }
 
 impl DecodeFailure {
@@ -368,9 +410,15 @@ impl DecodeFailure {
             },
             DecodeFailure::Write(path, source) => Error::Output { path, source },
             DecodeFailure::Integrity(source) => Error::Integrity { id, source },
+            DecodeFailure::Mismatch(reason) => Error::ArchiveMismatch { id, reason },
+            DecodeFailure::Object(path, source) => Error::Object { id, path, source },
         }
     }
 }
+
+/// What decoding produced: the plain size, etcd's verified hash (snapshots), the archive
+/// check (resource exports).
+type Decoded = (u64, Option<snapshot::Verified>, Option<ArchiveCheck>);
 
 fn decode_into<R: Read>(
     stored: &mut Hashing<R>,
@@ -378,13 +426,23 @@ fn decode_into<R: Read>(
     identities: Option<&Identities>,
     sink: &mut Sink,
     sink_path: Option<&Path>,
-) -> Result<(u64, Option<snapshot::Verified>), DecodeFailure> {
-    let plain = encode::decoder(stored, identities, &manifest.payload.encryption.recipients)
-        .map_err(DecodeFailure::Open)?;
+) -> Result<Decoded, DecodeFailure> {
+    // The manifest says whether the payload is age-encrypted; an identity given for an
+    // unencrypted payload is not needed and must not be tried on it.
+    let payload_identities = identities.filter(|_| manifest.payload.encryption.is_encrypted());
     if manifest.kind == crate::manifest::Kind::Resources {
-        return check_archive(plain, manifest).map(|n| (n, None));
+        let plain: Box<dyn Read + '_> = match payload_identities {
+            Some(ids) => encode::decoder_plain(stored, ids).map_err(DecodeFailure::Open)?,
+            None => Box::new(stored),
+        };
+        return check_archive(plain, manifest, identities).map(|(n, c)| (n, None, Some(c)));
     }
-    let mut plain = plain;
+    let mut plain = encode::decoder(
+        stored,
+        payload_identities,
+        &manifest.payload.encryption.recipients,
+    )
+    .map_err(DecodeFailure::Open)?;
     let mut check = TrailerCheck::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -401,45 +459,139 @@ fn decode_into<R: Read>(
     }
     let size = check.bytes_seen();
     let verified = check.finish().map_err(DecodeFailure::Integrity)?;
-    Ok((size, Some(verified)))
+    Ok((size, Some(verified), None))
 }
 
-/// Reads a resource archive through: every tar entry must parse, and there must be as many as
-/// the manifest says (objects plus index.json). Returns the plain (tar) size.
-fn check_archive<R: Read>(plain: R, manifest: &Manifest) -> Result<u64, DecodeFailure> {
-    let mut counted = Counted { inner: plain, n: 0 };
-    let mut entries = 0u64;
-    {
-        let mut archive = tar::Archive::new(&mut counted);
-        for entry in archive.entries().map_err(DecodeFailure::Decompress)? {
-            let mut entry = entry.map_err(DecodeFailure::Decompress)?;
-            io::copy(&mut entry, &mut io::sink()).map_err(DecodeFailure::Decompress)?;
-            entries += 1;
+/// One resource's record in index.json (the fields verify compares).
+#[derive(serde::Deserialize)]
+struct IndexResource {
+    resource: String,
+    objects: u64,
+    #[serde(default)]
+    encrypted: u64,
+}
+
+/// The parts of index.json verify compares.
+#[derive(serde::Deserialize)]
+struct Index {
+    objects: u64,
+    #[serde(default)]
+    encrypted_objects: u64,
+    resources: Vec<IndexResource>,
+}
+
+/// Reads a resource archive through (memory bounded whatever its bytes: see
+/// [`crate::archive::read_entries`]): every entry must read, index.json must come last, and
+/// the objects per resource, the total and the encrypted count must match index.json and the
+/// manifest. With `identities`, every `.age` object must decrypt. Returns the plain (tar) size.
+fn check_archive<R: Read>(
+    plain: R,
+    manifest: &Manifest,
+    identities: Option<&Identities>,
+) -> Result<(u64, ArchiveCheck), DecodeFailure> {
+    let mut check = ArchiveCheck::default();
+    let mut per_resource: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    let mut index: Option<Index> = None;
+    let plain_size = crate::archive::read_entries(plain, manifest.payload.plain_size, |entry| {
+        check.entries += 1;
+        if index.is_some() {
+            return Err(DecodeFailure::Mismatch(format!(
+                "entry {} follows index.json, which lifeboat writes last",
+                entry.path
+            )));
+        }
+        if entry.path == "index.json" {
+            let bytes = crate::archive::read_index(entry)?;
+            index = Some(serde_json::from_slice(&bytes).map_err(|e| {
+                DecodeFailure::Mismatch(format!("its index.json does not parse ({e})"))
+            })?);
+            return Ok(());
+        }
+        let Some((_, key)) = crate::archive::resource_of(&entry.path) else {
+            return Err(DecodeFailure::Mismatch(format!(
+                "entry {} is not at an object's path",
+                entry.path
+            )));
+        };
+        check.objects += 1;
+        let counts = per_resource.entry(key).or_default();
+        counts.0 += 1;
+        if entry.path.ends_with(".age") {
+            check.encrypted += 1;
+            counts.1 += 1;
+            if let Some(ids) = identities {
+                let path = entry.path.clone();
+                let mut object = encode::decoder_plain(entry.data, ids)
+                    .map_err(|e| DecodeFailure::Object(path.clone(), e))?;
+                io::copy(&mut object, &mut io::sink()).map_err(|e| {
+                    DecodeFailure::Object(
+                        path,
+                        encode::Error::Decrypt {
+                            reason: e.to_string(),
+                        },
+                    )
+                })?;
+                check.decrypted += 1;
+            }
+        }
+        Ok(())
+    })?;
+    let Some(index) = index else {
+        return Err(DecodeFailure::Mismatch("it has no index.json".into()));
+    };
+    check.resources = index.resources.len() as u64;
+    let mismatch = |what: &str, found: u64, listed: u64, by: &str| {
+        DecodeFailure::Mismatch(format!(
+            "the archive holds {found} {what} where {by} lists {listed}"
+        ))
+    };
+    if check.objects != index.objects {
+        return Err(mismatch(
+            "objects",
+            check.objects,
+            index.objects,
+            "index.json",
+        ));
+    }
+    if check.encrypted != index.encrypted_objects {
+        return Err(mismatch(
+            "encrypted objects",
+            check.encrypted,
+            index.encrypted_objects,
+            "index.json",
+        ));
+    }
+    for r in &index.resources {
+        let (objects, encrypted) = per_resource.remove(&r.resource).unwrap_or_default();
+        if objects != r.objects || encrypted != r.encrypted {
+            return Err(DecodeFailure::Mismatch(format!(
+                "the archive holds {objects} objects ({encrypted} encrypted) of {} where index.json lists {} ({} encrypted)",
+                r.resource, r.objects, r.encrypted
+            )));
         }
     }
-    io::copy(&mut counted, &mut io::sink()).map_err(DecodeFailure::Decompress)?;
-    let expected = manifest
-        .resources
-        .as_ref()
-        .map(|r| r.objects + 1)
-        .unwrap_or(entries);
-    if entries != expected {
-        return Err(DecodeFailure::Decompress(io::Error::other(format!(
-            "the archive holds {entries} entries but the manifest lists {expected} (objects and index.json)"
-        ))));
+    if let Some((resource, (objects, _))) = per_resource.into_iter().next() {
+        return Err(DecodeFailure::Mismatch(format!(
+            "the archive holds {objects} objects of {resource}, which index.json does not list"
+        )));
     }
-    Ok(counted.n)
-}
-
-struct Counted<R> {
-    inner: R,
-    n: u64,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.n += n as u64;
-        Ok(n)
+    if let Some(r) = &manifest.resources {
+        if check.objects != r.objects {
+            return Err(mismatch(
+                "objects",
+                check.objects,
+                r.objects,
+                "the manifest",
+            ));
+        }
+        if check.encrypted != r.encrypted_objects {
+            return Err(mismatch(
+                "encrypted objects",
+                check.encrypted,
+                r.encrypted_objects,
+                "the manifest",
+            ));
+        }
     }
+    Ok((plain_size, check))
 }

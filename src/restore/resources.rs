@@ -1,6 +1,8 @@
 //! Restoring a resource export to a directory: download, decompress and unpack the archive,
 //! keeping only the namespace and resource asked for, decrypting `.yaml.age` objects when an
 //! identity is given. The directory appears only when the whole download matched its manifest.
+//! Entries are streamed into a staging directory next to it (never read whole into memory),
+//! and the staging directory is moved into place only after the stored sha256 checked out.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -29,16 +31,8 @@ impl Filter {
         if path == "index.json" {
             return true;
         }
-        let parts: Vec<&str> = path.split('/').collect();
-        let (namespace, group, resource) = match parts.as_slice() {
-            ["namespaces", ns, group, resource, _] => (Some(*ns), *group, *resource),
-            ["cluster", group, resource, _] => (None, *group, *resource),
-            _ => return false,
-        };
-        let key = if group == "core" {
-            resource.to_string()
-        } else {
-            format!("{resource}.{group}")
+        let Some((namespace, key)) = crate::archive::resource_of(path) else {
+            return false;
         };
         self.namespace
             .as_deref()
@@ -83,7 +77,13 @@ pub async fn to_dir(
     let result = tokio::task::spawn_blocking(move || {
         let reader = Latch::new(SyncIoBridge::new(StreamReader::new(stream)), Arc::default());
         let mut stored = Hashing::new(reader);
-        let unpacked = unpack(&mut stored, &work, identities.as_deref(), &filter);
+        let unpacked = unpack(
+            &mut stored,
+            manifest.payload.plain_size,
+            &work,
+            identities.as_deref(),
+            &filter,
+        );
         let _ = io::copy(&mut stored, &mut io::sink());
         let (latch, size, sha) = stored.finish();
         if let Some(reason) = latch.error {
@@ -143,73 +143,95 @@ enum Unpack {
     Decrypt(crate::encode::Error),
 }
 
+impl From<crate::archive::ReadError> for Unpack {
+    fn from(e: crate::archive::ReadError) -> Self {
+        Unpack::Archive(e.to_string())
+    }
+}
+
 fn unpack<R: Read>(
     stored: R,
+    plain_limit: u64,
     dir: &Path,
     identities: Option<&Identities>,
     filter: &Filter,
 ) -> Result<Report, Unpack> {
-    let plain = zstd::Decoder::new(stored).map_err(|e| Unpack::Archive(e.to_string()))?;
-    let mut archive = tar::Archive::new(plain);
     let mut report = Report::default();
-    for entry in archive
-        .entries()
-        .map_err(|e| Unpack::Archive(e.to_string()))?
-    {
-        let mut entry = entry.map_err(|e| Unpack::Archive(e.to_string()))?;
-        let path = entry
-            .path()
-            .map_err(|e| Unpack::Archive(e.to_string()))?
-            .display()
-            .to_string();
-        if path.split('/').any(|p| p == ".." || p.is_empty()) || path.starts_with('/') {
-            return Err(Unpack::Archive(format!(
-                "unsafe path {path:?} in the archive"
-            )));
-        }
+    std::fs::create_dir(dir).map_err(|e| Unpack::Io(dir.to_path_buf(), e))?;
+    crate::archive::read_entries(stored, plain_limit, |entry| {
+        let path = entry.path;
         if !filter.accepts(&path) {
-            continue;
+            return Ok(());
         }
-        let mut data = Vec::new();
-        entry
-            .read_to_end(&mut data)
-            .map_err(|e| Unpack::Archive(e.to_string()))?;
-        let (target, bytes) = match (path.strip_suffix(".age"), identities) {
-            (Some(plain_path), Some(ids)) => {
-                let mut out = Vec::new();
-                crate::encode::decoder_plain(data.as_slice(), ids)
-                    .map_err(Unpack::Decrypt)?
-                    .read_to_end(&mut out)
-                    .map_err(|e| Unpack::Archive(format!("{path}: {e}")))?;
-                report.decrypted += 1;
-                (plain_path.to_string(), out)
-            }
+        let (target, decrypt) = match (path.strip_suffix(".age"), identities) {
+            (Some(plain_path), Some(ids)) => (plain_path.to_string(), Some(ids)),
             (Some(_), None) => {
                 report.still_encrypted += 1;
-                (path.clone(), data)
+                (path.clone(), None)
             }
-            (None, _) => (path.clone(), data),
+            (None, _) => (path.clone(), None),
         };
         let file = dir.join(&target);
         if let Some(parent) = file.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Unpack::Io(parent.to_path_buf(), e))?;
         }
         let mode = if path.ends_with(".age") { 0o600 } else { 0o644 };
-        write_new(&file, &bytes, mode).map_err(|e| Unpack::Io(file.clone(), e))?;
+        let mut out =
+            io::BufWriter::new(create_new(&file, mode).map_err(|e| Unpack::Io(file.clone(), e))?);
+        // Reading fails (the archive) or writing does (the disk): tell them apart.
+        let copied = match decrypt {
+            Some(ids) => {
+                let mut plain =
+                    crate::encode::decoder_plain(entry.data, ids).map_err(Unpack::Decrypt)?;
+                copy(&mut plain, &mut out)
+            }
+            None => copy(entry.data, &mut out),
+        };
+        match copied {
+            Err(Copy::Read(e)) if decrypt.is_some() => {
+                return Err(Unpack::Decrypt(crate::encode::Error::Decrypt {
+                    reason: format!("{path}: {e}"),
+                }));
+            }
+            Err(Copy::Read(e)) => return Err(Unpack::Archive(format!("{path}: {e}"))),
+            Err(Copy::Write(e)) => return Err(Unpack::Io(file, e)),
+            Ok(()) => {}
+        }
+        use std::io::Write;
+        out.flush().map_err(|e| Unpack::Io(file.clone(), e))?;
+        report.decrypted += u64::from(decrypt.is_some());
         report.written += 1;
-    }
+        Ok(())
+    })?;
     Ok(report)
 }
 
-fn write_new(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
-    use std::io::Write;
+enum Copy {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// `io::copy`, keeping apart a failure to read from a failure to write.
+fn copy(from: &mut dyn Read, to: &mut impl io::Write) -> Result<(), Copy> {
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Copy::Read(e)),
+        };
+        to.write_all(&buf[..n]).map_err(Copy::Write)?;
+    }
+}
+
+fn create_new(path: &Path, mode: u32) -> io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
-        .open(path)?;
-    f.write_all(data)
+        .open(path)
 }
 
 #[cfg(test)]

@@ -14,13 +14,18 @@ use crate::support::kube_api::{Fault, KubeApi, SECRET_MARKER, Seed};
 use crate::support::lifeboat::{Lifeboat, Setup, StoreAt};
 use crate::support::{require, run_ok, which};
 
-fn exporter(api: &KubeApi, store: &Path, extra: &str) -> Lifeboat {
+pub(crate) fn exporter(api: &KubeApi, store: &Path, extra: &str) -> Lifeboat {
+    exporter_paged(api, store, 50, extra)
+}
+
+/// [`exporter`] with LIST pages of `page_size` objects.
+pub(crate) fn exporter_paged(api: &KubeApi, store: &Path, page_size: u32, extra: &str) -> Lifeboat {
     let dir = crate::support::tempdir();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
     let mut setup = Setup::new(StoreAt::File(store.to_path_buf()), "http://127.0.0.1:1");
     setup.extra = format!(
-        "kubernetes:\n  kubeconfig: {}\nresources:\n  page_size: 50\n{extra}",
+        "kubernetes:\n  kubeconfig: {}\nresources:\n  page_size: {page_size}\n{extra}",
         kubeconfig.display()
     );
     let mut lb = Lifeboat::new(setup.clone());
@@ -36,7 +41,7 @@ fn exporter(api: &KubeApi, store: &Path, extra: &str) -> Lifeboat {
 }
 
 /// Listable resources lifeboat exports by default (everything but events).
-const EXPORTED: &[&str] = &[
+pub(crate) const EXPORTED: &[&str] = &[
     "namespaces",
     "configmaps",
     "secrets",
@@ -325,7 +330,7 @@ async fn one_resource_failing_to_list_gives_a_partial_backup_not_a_lost_one() {
     );
 }
 
-fn walk(dir: &Path) -> Vec<String> {
+pub(crate) fn walk(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

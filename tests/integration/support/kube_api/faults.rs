@@ -1,5 +1,5 @@
 //! Injected failures for tests: make LIST of one resource fail (403, 500, any code), always,
-//! a number of times, or only on continuation pages, so a client's partial-backup and retry
+//! a number of times, or only on continuation pages (410 Expired there: a compaction mid-list), so a client's partial-backup and retry
 //! paths can be driven on purpose.
 
 use super::resources::ResourceDef;
@@ -23,6 +23,12 @@ impl Fault {
     /// `500 InternalError`, as for an etcd timeout.
     pub fn internal_error() -> Self {
         Self::status(500)
+    }
+
+    /// `410 Expired` with the real server's message for an expired continue token (with
+    /// [`Fault::on_continue_only`]: an etcd compaction in the middle of a list).
+    pub fn expired() -> Self {
+        Self::status(410)
     }
 
     /// Any HTTP code, with the matching Status reason where Kubernetes has one.
@@ -90,6 +96,7 @@ pub(super) fn check_list(
             "the server was unable to return a response in the time allotted, but may still be processing the request",
         ),
         401 => ApiError::new(401, "Unauthorized", "Unauthorized"),
+        410 => ApiError::expired(super::paging::EXPIRED, None),
         code => ApiError::new(
             code,
             "InternalError",

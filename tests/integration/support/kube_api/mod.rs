@@ -7,6 +7,7 @@
 //! let url = api.url(); // "http://127.0.0.1:PORT", for kube::Config or kubectl --server
 //! api.fail_list("secrets", Fault::forbidden());
 //! api.expire_continue_tokens();
+//! api.list_order("namespaces", ListOrder::Reversed);
 //! ```
 //!
 //! Faithful (checked against kubectl 1.32 and the real server's wire format):
@@ -85,6 +86,7 @@ use serde_json::{Value, json};
 pub use self::{
     client::RawResponse,
     faults::Fault,
+    paging::ListOrder,
     seed::{SECRET_MARKER, SEED_NAMESPACES, SeedSummary, widget_crd},
     server::RequestRecord,
     status::ApiError,
@@ -237,6 +239,18 @@ impl KubeApi {
     /// was issued (`Some(0)`: every token is already expired when used); `None` turns this off.
     pub fn expire_continue_after(&self, lists: Option<u64>) {
         self.state().paging.set_ttl(lists);
+    }
+
+    /// Makes LIST of a resource (`namespaces`, `secrets`, ...) answer in `order` instead of
+    /// etcd's key order, from the next list on.
+    pub fn list_order(&self, resource: &str, order: ListOrder) {
+        self.state().paging.set_order(resource, order);
+    }
+
+    /// Makes every continuation page of a resource's list start with the previous page's last
+    /// object again (an object listed twice, across pages).
+    pub fn repeat_across_pages(&self, resource: &str) {
+        self.state().paging.set_repeat_last(resource, true);
     }
 
     /// How many LIST calls (pages included) the server answered.

@@ -4,6 +4,11 @@
 //! (`expire_continue_tokens`, `expire_continue_after`) or when old snapshots are evicted, and an
 //! expired token gets `410 Expired` carrying an inconsistent continue token, as the real server
 //! does after an etcd compaction.
+//!
+//! A test can make one resource's lists come in another order than etcd's key order
+//! ([`ListOrder`], like an aggregated API server or a proxy), and make every continuation page
+//! repeat the previous page's last object. The continue token then names a position in the
+//! reordered snapshot instead of a key.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,13 +24,40 @@ use super::store::State;
 const MAX_SNAPSHOTS: usize = 256;
 
 /// The real server's message for a continue token older than the compacted revision.
-const EXPIRED: &str = "The provided continue parameter is too old to display a consistent list \
+pub(super) const EXPIRED: &str = "The provided continue parameter is too old to display a consistent list \
                        result. You can start a new list without the continue parameter, or use \
                        the continue value from the response.";
+
+/// The order a resource's lists come in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListOrder {
+    /// etcd key order, as the real server lists.
+    Key,
+    /// Reverse key order.
+    Reversed,
+    /// A different pseudo-random order for every list (pages of one list follow one order),
+    /// like a server that changes its order between lists.
+    Shuffled,
+    /// A different pseudo-random order for every page, continuing at the same position: a
+    /// broken server whose pages repeat some objects and never show others, while the first
+    /// page's `remainingItemCount` still tells how many there are.
+    ShuffledEveryPage,
+}
+
+/// How one resource's lists misbehave.
+#[derive(Clone, Debug)]
+struct Quirk {
+    /// As the test named it: `secrets`, `deployments.apps`.
+    resource: String,
+    order: ListOrder,
+    /// Every continuation page starts with the previous page's last object again.
+    repeat_last: bool,
+}
 
 /// Paging state: snapshots of chunked lists and the test-controlled expiry rules.
 #[derive(Default)]
 pub(super) struct Paging {
+    quirks: Vec<Quirk>,
     next_id: u64,
     list_calls: u64,
     /// Snapshots from before the latest `expire_all` are expired.
@@ -59,6 +91,73 @@ impl Paging {
     pub(super) fn list_calls(&self) -> u64 {
         self.list_calls
     }
+
+    fn quirk_mut(&mut self, resource: &str) -> &mut Quirk {
+        let pos = match self.quirks.iter().position(|q| q.resource == resource) {
+            Some(pos) => pos,
+            None => {
+                self.quirks.push(Quirk {
+                    resource: resource.to_string(),
+                    order: ListOrder::Key,
+                    repeat_last: false,
+                });
+                self.quirks.len() - 1
+            }
+        };
+        &mut self.quirks[pos]
+    }
+
+    /// Lists of `resource` come in `order` from now on.
+    pub(super) fn set_order(&mut self, resource: &str, order: ListOrder) {
+        self.quirk_mut(resource).order = order;
+    }
+
+    /// Continuation pages of `resource` start with the previous page's last object again.
+    pub(super) fn set_repeat_last(&mut self, resource: &str, on: bool) {
+        self.quirk_mut(resource).repeat_last = on;
+    }
+
+    fn quirk(&self, def: &ResourceDef) -> Option<&Quirk> {
+        self.quirks
+            .iter()
+            .find(|q| q.resource == def.key() || q.resource == def.plural)
+    }
+}
+
+/// A pseudo-random but reproducible rank of `key` in the shuffle numbered `seed`.
+fn shuffle_rank(seed: u64, key: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (seed, key).hash(&mut h);
+    h.finish()
+}
+
+/// Reorders items (in key order, or already reordered) and keys them by position, so paging by
+/// "the first key at or after the token's" walks the new order.
+fn reorder(
+    items: &[(String, Arc<Value>)],
+    order: ListOrder,
+    seed: u64,
+) -> Vec<(String, Arc<Value>)> {
+    let mut out: Vec<(String, Arc<Value>)> = items.to_vec();
+    let name = |v: &Value| {
+        format!(
+            "{}/{}",
+            v["metadata"]["namespace"].as_str().unwrap_or_default(),
+            v["metadata"]["name"].as_str().unwrap_or_default()
+        )
+    };
+    match order {
+        ListOrder::Key => return out,
+        ListOrder::Reversed => out.reverse(),
+        ListOrder::Shuffled | ListOrder::ShuffledEveryPage => {
+            out.sort_by_key(|(_, v)| shuffle_rank(seed, &name(v)))
+        }
+    }
+    out.into_iter()
+        .enumerate()
+        .map(|(i, (_, v))| (format!("{i:010}"), v))
+        .collect()
 }
 
 /// The decoded continue token.
@@ -327,14 +426,31 @@ pub(super) fn list(state: &mut State, req: &ListRequest<'_>) -> Result<Page, Api
         ),
     };
     let (start_key, snapshot_id) = start;
+    let quirk = state.paging.quirk(req.def).cloned();
+    let is_continue = req.continue_token.is_some();
+    let mut items = items;
+    if let Some(q) = &quirk {
+        // A fresh list (or one continued from the live state) is reordered; a snapshot already
+        // is, unless its order changes with every page.
+        if snapshot_id.is_none() || q.order == ListOrder::ShuffledEveryPage {
+            items = Arc::new(reorder(&items, q.order, now));
+        }
+    }
     let first = items.partition_point(|(k, _)| *k < start_key);
+    // The object before the token's position, sent again at the head of this page.
+    let repeated = (is_continue && quirk.as_ref().is_some_and(|q| q.repeat_last))
+        .then(|| first.checked_sub(1).map(|i| Arc::clone(&items[i].1)))
+        .flatten();
     let rest = &items[first..];
     let take = req
         .limit
         .filter(|l| *l > 0)
         .unwrap_or(usize::MAX)
         .min(rest.len());
-    let page: Vec<Arc<Value>> = rest[..take].iter().map(|(_, v)| Arc::clone(v)).collect();
+    let page: Vec<Arc<Value>> = repeated
+        .into_iter()
+        .chain(rest[..take].iter().map(|(_, v)| Arc::clone(v)))
+        .collect();
     let more = take < rest.len();
     let continue_token = more.then(|| {
         let id =
