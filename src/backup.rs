@@ -110,7 +110,7 @@ pub async fn etcd(
         }
     };
     let (verified, tally) = run_stages(&mut upload, produce, encoder, stored_rx, cancel).await?;
-    upload.finish().await?;
+    finish_unless_cancelled(upload, cancel).await?;
 
     let manifest = Manifest {
         version: manifest::FORMAT_VERSION,
@@ -143,7 +143,7 @@ pub async fn etcd(
             },
         },
     };
-    store.commit(&manifest).await?;
+    commit_unless_cancelled(store, &manifest, cancel).await?;
     tracing::info!(
         backup_id = %manifest.id,
         plain_bytes = manifest.payload.plain_size,
@@ -239,7 +239,7 @@ pub async fn resources(
     };
     let ((results, encrypted_objects), tally) =
         run_stages(&mut upload, produce, archiver, stored_rx, cancel).await?;
-    upload.finish().await?;
+    finish_unless_cancelled(upload, cancel).await?;
     let errors: Vec<String> = results.iter().filter_map(|r| r.error.clone()).collect();
     let manifest = Manifest {
         version: manifest::FORMAT_VERSION,
@@ -277,10 +277,45 @@ pub async fn resources(
             },
         },
     };
-    store.commit(&manifest).await?;
+    commit_unless_cancelled(store, &manifest, cancel).await?;
     let info = manifest.resources.as_ref().expect("set above");
     tracing::info!(backup_id = %manifest.id, objects = info.objects, encrypted = info.encrypted_objects, stored_bytes = manifest.payload.stored_size, partial = info.partial, "Resource export committed.");
     Ok(manifest)
+}
+
+/// Completes the upload, unless the run was cancelled (shutdown, or leadership lost) after its
+/// stages ended: then the upload is aborted instead.
+async fn finish_unless_cancelled(
+    upload: store::Upload,
+    cancel: &CancellationToken,
+) -> Result<(), store::Error> {
+    if cancel.is_cancelled() {
+        return Err(upload
+            .abort("the run was cancelled (shutdown or leadership lost)".into())
+            .await);
+    }
+    upload.finish().await
+}
+
+/// Writes the manifest, unless the run was cancelled meanwhile: a replica that lost its lease
+/// must not commit a backup after a standby may have started its own. The payload stays as an
+/// incomplete directory, which the sweep removes.
+async fn commit_unless_cancelled(
+    store: &Store,
+    manifest: &Manifest,
+    cancel: &CancellationToken,
+) -> Result<(), store::Error> {
+    if cancel.is_cancelled() {
+        return Err(store::Error::Commit {
+            key: store.describe(
+                &store
+                    .backup_dir(&manifest.cluster, manifest.kind, manifest.id.as_str())
+                    .join(manifest::MANIFEST_NAME),
+            ),
+            reason: "the run was cancelled (shutdown or leadership lost) before the manifest was written; the payload is left for the sweep".into(),
+        });
+    }
+    store.commit(manifest).await
 }
 
 fn classify_io(e: std::io::Error) -> encode::Error {

@@ -680,7 +680,8 @@ impl Validator<'_> {
             line,
             column,
             field: field.to_string(),
-            message: message.into(),
+            // A value quoted back may be a URL with credentials in it: never echo those.
+            message: crate::error::redact_urls(&message.into()),
         }
     }
 

@@ -26,7 +26,10 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", lifeboat::store::chain(e.as_ref()));
+            eprintln!(
+                "error: {}",
+                lifeboat::error::redact_urls(&lifeboat::store::chain(e.as_ref()))
+            );
             ExitCode::FAILURE
         }
     }
@@ -50,11 +53,28 @@ fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("LIFEBOAT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| RedactingStderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Standard error with the userinfo of every URL redacted: whatever a log line quotes (an
+/// endpoint, an error from the S3 client), credentials in a URL never reach the log.
+struct RedactingStderr;
+
+impl std::io::Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // tracing's formatter writes each event whole, so a URL is never split across calls.
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(lifeboat::error::redact_urls(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub failures: IntCounterVec,
     /// Complete backups currently in the store.
     pub backups_stored: IntGaugeVec,
+    /// Manifests in the store that cannot be read (damaged, too new, or in the wrong directory).
+    pub backups_unreadable: IntGaugeVec,
     /// Backups deleted by retention.
     pub retention_deleted: IntCounterVec,
     /// Fires skipped because the previous run was still going.
@@ -121,6 +123,11 @@ impl Metrics {
                 "Complete backups of the plan in the store.",
                 PLAN,
             ),
+            backups_unreadable: int_gauge(
+                "lifeboat_backups_unreadable",
+                "Manifests of the plan in the store that cannot be read (damaged, from a newer lifeboat, or describing another directory).",
+                PLAN,
+            ),
             retention_deleted: counter(
                 "lifeboat_retention_deleted_total",
                 "Backups deleted by retention.",
@@ -187,6 +194,7 @@ impl Metrics {
         self.retention_deleted.with_label_values(&l);
         self.skipped_overlap.with_label_values(&l);
         self.backups_stored.with_label_values(&l);
+        self.backups_unreadable.with_label_values(&l);
     }
 
     /// The text exposition of every metric.

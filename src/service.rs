@@ -282,6 +282,13 @@ async fn init_from_store(svc: &Service, plan: &Plan) {
                 .backups_stored
                 .with_label_values(&labels)
                 .set(listing.complete.len() as i64);
+            svc.metrics
+                .backups_unreadable
+                .with_label_values(&labels)
+                .set(listing.unreadable.len() as i64);
+            for u in &listing.unreadable {
+                tracing::warn!(plan = %plan.name, backup_id = %u.id, key = %u.key, reason = %u.reason, "A manifest in the store cannot be read; it is not counted as a backup.");
+            }
             if let Some(newest) = listing.complete.iter().rev().find(|m| m.is_full()) {
                 svc.metrics
                     .last_success
@@ -529,6 +536,10 @@ async fn apply_retention(svc: &Service, plan: &Plan) {
                 .backups_stored
                 .with_label_values(&labels)
                 .set(report.remaining as i64);
+            svc.metrics
+                .backups_unreadable
+                .with_label_values(&labels)
+                .set(report.unreadable as i64);
         }
         Err(e) => {
             svc.metrics

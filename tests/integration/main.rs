@@ -14,6 +14,7 @@ mod guided_restore;
 mod kube_api_server;
 mod leadership;
 mod prometheus;
+mod redaction;
 mod resources;
 mod roundtrip;
 mod service;
