@@ -21,7 +21,10 @@ fn s3(moto: &Moto, endpoint: &str) -> StoreAt {
 }
 
 /// Runs `lifeboat backup etcd` in the background while `watch` runs; returns stderr.
-async fn backup_while(lb: &Lifeboat, watch: impl std::future::Future<Output = ()>) -> String {
+pub(crate) async fn backup_while(
+    lb: &Lifeboat,
+    watch: impl std::future::Future<Output = ()>,
+) -> String {
     let mut cmd = tokio::process::Command::from(lb.cmd());
     cmd.args(["backup", "etcd"]);
     let run = cmd.output();
@@ -43,7 +46,7 @@ async fn backup_while(lb: &Lifeboat, watch: impl std::future::Future<Output = ()
     stderr
 }
 
-async fn when(mut cond: impl FnMut() -> bool, then: impl FnOnce()) {
+pub(crate) async fn when(mut cond: impl FnMut() -> bool, then: impl FnOnce()) {
     while !cond() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -51,7 +54,7 @@ async fn when(mut cond: impl FnMut() -> bool, then: impl FnOnce()) {
 }
 
 /// The last line lifeboat printed: the error.
-fn error_line(stderr: &str) -> &str {
+pub(crate) fn error_line(stderr: &str) -> &str {
     stderr
         .lines()
         .rfind(|l| l.starts_with("error: "))

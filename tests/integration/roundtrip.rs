@@ -1,36 +1,47 @@
 //! A snapshot of tens of MB goes to the store and comes back: backup, list, verify, restore to a
 //! file, restore that into a new data dir with etcd's own tool, and an etcd started on it serves
-//! the original keys and values. For etcd 3.5 and 3.4, `file://` and S3.
+//! the original keys and values. For etcd 3.5 and 3.4, `file://` and two S3 servers (moto and
+//! s3s-fs, which check different things: s3s-fs verifies signatures and stores on disk).
 
 use crate::support::etcd::{Etcd, Version, require_version};
 use crate::support::lifeboat::{Lifeboat, Setup, StoreAt};
-use crate::support::s3::{Moto, require_moto};
+use crate::support::s3::{Moto, S3sFs, Server, require_moto, require_s3s_fs};
+
+/// Where a round trip stores its backup.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Target {
+    File,
+    Moto,
+    S3sFs,
+}
 
 /// 400 keys × 64 KiB ≈ 25 MiB of etcd data.
 const KEYS: usize = 400;
 const VALUE: usize = 64 * 1024;
 
-async fn round_trip(version: Version, s3: bool) {
+async fn round_trip(version: Version, target: Target) {
     let Some(bin) = require_version(version) else {
         return;
     };
-    let moto_bin = if s3 {
-        match require_moto() {
-            Some(b) => Some(b),
+    let server = match target {
+        Target::File => None,
+        Target::Moto => match require_moto() {
+            Some(b) => Some(Server::Moto(Moto::start(&b))),
             None => return,
-        }
-    } else {
-        None
+        },
+        Target::S3sFs => match require_s3s_fs() {
+            Some(b) => Some(Server::S3sFs(S3sFs::start(&b))),
+            None => return,
+        },
     };
     let mut etcd = Etcd::start(version, &bin);
     let expected = etcd.seed(KEYS, VALUE).await;
     let store_dir = crate::support::tempdir();
-    let moto = moto_bin.map(|b| Moto::start(&b));
-    let store = match &moto {
+    let store = match &server {
         Some(m) => {
             m.create_bucket("backups");
             StoreAt::S3 {
-                endpoint: m.endpoint.clone(),
+                endpoint: m.endpoint().to_string(),
                 bucket: "backups".into(),
                 prefix: "lifeboat/eu".into(),
             }
@@ -110,20 +121,30 @@ async fn round_trip(version: Version, s3: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd35_to_file_store_and_back() {
-    round_trip(Version::V35, false).await;
+    round_trip(Version::V35, Target::File).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd35_to_s3_and_back() {
-    round_trip(Version::V35, true).await;
+    round_trip(Version::V35, Target::Moto).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd34_to_file_store_and_back() {
-    round_trip(Version::V34, false).await;
+    round_trip(Version::V34, Target::File).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd34_to_s3_and_back() {
-    round_trip(Version::V34, true).await;
+    round_trip(Version::V34, Target::Moto).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd35_to_s3s_fs_and_back() {
+    round_trip(Version::V35, Target::S3sFs).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd34_to_s3s_fs_and_back() {
+    round_trip(Version::V34, Target::S3sFs).await;
 }

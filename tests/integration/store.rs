@@ -607,3 +607,51 @@ async fn prune_with_the_node_clock_40_days_ahead_deletes_nothing() {
     assert!(stderr.contains("deleted nothing"), "{stderr}");
     assert_eq!(lb.backup_ids().len(), 4, "nothing was deleted");
 }
+
+/// The fault tests ran only against moto: the same cut, mid-upload, against s3s-fs (which
+/// stores parts on disk and checks signatures) leaves no backup and says what happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_to_s3s_fs_cut_mid_way_leaves_no_backup() {
+    let (Some(bin), Some(s3s_bin)) = (
+        require_version(Version::V35),
+        crate::support::s3::require_s3s_fs(),
+    ) else {
+        return;
+    };
+    let etcd = Etcd::start(Version::V35, &bin);
+    etcd.seed(300, 64 * 1024).await;
+    let s3s = crate::support::s3::S3sFs::start(&s3s_bin);
+    s3s.create_bucket("backups");
+    let proxy = Proxy::start(s3s.port).await;
+    let mut setup = Setup::new(
+        StoreAt::S3 {
+            endpoint: format!("http://127.0.0.1:{}", proxy.port),
+            bucket: "backups".into(),
+            prefix: "cut".into(),
+        },
+        &etcd.client_url,
+    );
+    setup.retry_timeout = "2s".into();
+    setup.part_size_mib = 5;
+    let lb = Lifeboat::new(setup);
+    let p = proxy.clone();
+    let stderr = crate::faults::backup_while(
+        &lb,
+        crate::faults::when(move || p.up_total() > 6 * 1024 * 1024, move || proxy.stop()),
+    )
+    .await;
+    let err = crate::faults::error_line(&stderr);
+    assert!(err.contains("uploading s3://backups/cut/"), "{err}");
+    let objects: Vec<_> = s3s
+        .client("backups")
+        .list(None)
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(
+        objects
+            .iter()
+            .all(|o| !o.location.as_ref().ends_with(MANIFEST_NAME)),
+        "no manifest, so no backup: {objects:?}"
+    );
+}
