@@ -251,6 +251,24 @@ async fn guided_restore(
                 } else {
                     kept
                 };
+                // A run killed during its download leaves fetch's partial file beside the kept
+                // path (`<file>.lifeboat-partial`, see restore::fetch); only this restore writes
+                // there, so it is removed rather than blocking the re-run.
+                let mut partial = dest.file_name().unwrap_or_default().to_os_string();
+                partial.push(".lifeboat-partial");
+                let partial = dest.with_file_name(partial);
+                if !args.dry_run && partial.exists() {
+                    std::fs::remove_file(&partial).with_context(|| {
+                        format!(
+                            "cannot remove {}, left by an interrupted download",
+                            partial.display()
+                        )
+                    })?;
+                    eprintln!(
+                        "Removed {}, left by an interrupted download.",
+                        partial.display()
+                    );
+                }
                 download(&store, m, identities, &dest).await?;
                 if args.dry_run {
                     SnapshotFile::Temporary(dest)

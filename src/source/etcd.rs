@@ -530,3 +530,114 @@ impl Member {
         Ok(verified)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tls(client: bool) -> config::Tls {
+        config::Tls {
+            ca_file: "/pki/ca.crt".into(),
+            client: client.then(|| ("/pki/client.crt".into(), "/pki/client.key".into())),
+        }
+    }
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_ca_file_holding_a_private_key_is_refused() {
+        let cert = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let key = b"-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
+        assert_eq!(pem_problem("ca_file", cert), None);
+        assert!(pem_problem("ca_file", key).unwrap().contains("private key"));
+        let both = [cert.as_slice(), key.as_slice()].concat();
+        assert!(
+            pem_problem("ca_file", &both)
+                .unwrap()
+                .contains("private key")
+        );
+        assert!(
+            pem_problem("ca_file", b"x\n")
+                .unwrap()
+                .contains("no PEM certificate")
+        );
+        assert!(
+            pem_problem("key_file", cert)
+                .unwrap()
+                .contains("no PEM private key")
+        );
+        assert_eq!(
+            pem_problem("key_file", b"-----BEGIN EC PRIVATE KEY-----\n"),
+            None
+        );
+        assert!(pem_problem("cert_file", key).is_some());
+    }
+
+    #[test]
+    fn each_tls_failure_gets_its_own_error() {
+        let https = url("https://127.0.0.1:2379");
+        let e = classify(
+            &https,
+            "invalid peer certificate: UnknownIssuer",
+            Some(&tls(true)),
+        );
+        assert!(matches!(e, Error::ServerNotTrusted { .. }), "{e}");
+        let e = classify(
+            &https,
+            "received fatal alert: CertificateRequired",
+            Some(&tls(false)),
+        );
+        assert!(matches!(e, Error::ClientCertMissing { .. }), "{e}");
+        let e = classify(
+            &https,
+            "received fatal alert: BadCertificate",
+            Some(&tls(true)),
+        );
+        assert!(matches!(e, Error::ClientCertRefused { .. }), "{e}");
+        let e = classify(
+            &https,
+            "received fatal alert: BadCertificate",
+            Some(&tls(false)),
+        );
+        assert!(matches!(e, Error::ClientCertMissing { .. }), "{e}");
+        let e = classify(
+            &https,
+            "received corrupt message of type InvalidContentType",
+            Some(&tls(true)),
+        );
+        assert!(matches!(e, Error::NotTls { .. }), "{e}");
+        let e = classify(
+            &url("http://127.0.0.1:2379"),
+            "tcp connect error: Connection refused",
+            None,
+        );
+        assert!(matches!(e, Error::Connect { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_http_endpoint_with_a_tls_block_says_use_https() {
+        let cfg = config::Etcd {
+            endpoints: vec![url("http://10.0.0.1:2379")],
+            tls: Some(tls(true)),
+            timeout: Duration::from_secs(1),
+        };
+        let e = connect(&cfg).await.err().unwrap();
+        assert!(
+            e.to_string().contains("write it as https://10.0.0.1:2379"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_tls_probe_is_a_well_formed_client_hello() {
+        let hello = client_hello();
+        assert_eq!(&hello[..3], &[0x16, 0x03, 0x01]);
+        let record_len = u16::from_be_bytes([hello[3], hello[4]]) as usize;
+        assert_eq!(record_len, hello.len() - 5);
+        assert_eq!(hello[5], 0x01, "a ClientHello");
+        let body_len = u32::from_be_bytes([0, hello[6], hello[7], hello[8]]) as usize;
+        assert_eq!(body_len, hello.len() - 9);
+    }
+}

@@ -950,6 +950,25 @@ async fn a_failed_guided_restore_does_not_block_its_own_rerun() {
     let out = lb.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(out.contains("Restored."), "{out}");
     assert!(dump(&node.client_url()).await == expected);
+
+    // A run killed during its download left a partial file where the next one downloads to:
+    // the next run removes it instead of failing on it.
+    let second = node.root.path().join("var/lib/etcd-second");
+    let partial = node
+        .root
+        .path()
+        .join("var/lib/etcd-second.snapshot.db.lifeboat-partial");
+    std::fs::write(&partial, b"half a download").unwrap();
+    let mut args = node.restore_args(&lb, &bin);
+    args.extend([
+        "--data-dir".into(),
+        second.display().to_string(),
+        "--yes".into(),
+    ]);
+    let out = lb.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains("Restored."), "{out}");
+    assert!(!partial.exists());
+    assert!(dump(&node.client_url()).await == expected);
 }
 
 /// Makes `file` impossible to rename or remove, for as long as the guard lives: immutable as
