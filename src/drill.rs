@@ -181,6 +181,7 @@ pub async fn run_with_limits(
     let call = limits.call;
     let log_tail = || tail(&work.0.join("etcd.log"), 5);
     let mut last = String::new();
+    let mut silent_for_a_whole_call = false;
     let mut kv = None;
     let booting = Instant::now();
     while booting.elapsed() < limits.boot {
@@ -192,9 +193,9 @@ pub async fn run_with_limits(
         }
         let attempt_limit = call.min(limits.boot.saturating_sub(booting.elapsed()));
         let attempt = async {
-            let options = etcd_client::ConnectOptions::new()
-                .with_connect_timeout(attempt_limit)
-                .with_timeout(attempt_limit);
+            // Only the TCP connect has its own timeout: the attempt as a whole is bounded
+            // below, so a silent etcd is reported as such.
+            let options = etcd_client::ConnectOptions::new().with_connect_timeout(attempt_limit);
             let mut c = etcd_client::Client::connect([client.as_str()], Some(options)).await?;
             c.status().await?;
             Ok::<_, etcd_client::Error>(c)
@@ -204,12 +205,16 @@ pub async fn run_with_limits(
                 kv = Some(c);
                 break;
             }
-            Ok(Err(e)) => last = chain(&e),
-            // A last attempt cut short by the boot limit does not replace a full one.
-            Err(_) if attempt_limit == call || last.is_empty() => {
+            Ok(Err(e)) => {
+                last = chain(&e);
+                silent_for_a_whole_call = false;
+            }
+            // A last attempt cut short by the boot limit does not replace a whole one.
+            Err(_) if attempt_limit == call || !silent_for_a_whole_call => {
                 last = format!(
                     "it accepted the connection but sent no answer within {attempt_limit:?}"
-                )
+                );
+                silent_for_a_whole_call = attempt_limit == call;
             }
             Err(_) => {}
         }

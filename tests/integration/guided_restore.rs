@@ -851,7 +851,7 @@ async fn a_wrong_ca_file_is_refused_before_the_node_changes_and_told_apart_from_
     // Forced past the check, the restore works, but the wait says what it sees: etcd down
     // while it restarts, then an authentication failure, each said once, not hundreds of times.
     let mut args = node.restore_args(&lb, &bin);
-    args[9] = "12s".into();
+    args[9] = "20s".into();
     args.extend(["--yes".into(), "--skip-etcd-check".into()]);
     let out = lb.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let all = format!(
