@@ -54,6 +54,37 @@ pub struct Report {
     pub seconds: f64,
 }
 
+/// How long a drill waits for the etcd it starts.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Each call to the restored etcd (connect, status, key count): the config's etcd.timeout.
+    pub call: Duration,
+    /// From starting the restored etcd until it answers.
+    pub boot: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            call: Duration::from_secs(30),
+            boot: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Limits {
+    /// The default limits with the config's `etcd.timeout` for each call.
+    pub fn from_config(cfg: &crate::config::Config) -> Limits {
+        Limits {
+            call: cfg
+                .etcd
+                .as_ref()
+                .map_or(Limits::default().call, |e| e.timeout),
+            ..Limits::default()
+        }
+    }
+}
+
 /// Where the drill finds etcd and its restore tool.
 pub fn find_bin_dir(explicit: Option<&Path>) -> Result<PathBuf, Error> {
     let dir = match explicit {
@@ -70,12 +101,25 @@ pub fn find_bin_dir(explicit: Option<&Path>) -> Result<PathBuf, Error> {
     Ok(dir)
 }
 
-/// Runs one drill of `manifest`'s backup with etcd from `bin_dir`.
+/// Runs one drill of `manifest`'s backup with etcd from `bin_dir`, with the default
+/// [`Limits`].
 pub async fn run(
     store: &Store,
     manifest: &Manifest,
     identities: Option<Arc<Identities>>,
     bin_dir: &Path,
+) -> Result<Report, Error> {
+    run_with_limits(store, manifest, identities, bin_dir, Limits::default()).await
+}
+
+/// Runs one drill of `manifest`'s backup with etcd from `bin_dir`. Every call to the restored
+/// etcd is bounded by `limits.call`, its start by `limits.boot`: a drill never hangs.
+pub async fn run_with_limits(
+    store: &Store,
+    manifest: &Manifest,
+    identities: Option<Arc<Identities>>,
+    bin_dir: &Path,
+    limits: Limits,
 ) -> Result<Report, Error> {
     let started = Instant::now();
     let id = manifest.id.to_string();
@@ -134,39 +178,67 @@ pub async fn run(
             ))
         })?;
 
+    let call = limits.call;
+    let log_tail = || tail(&work.0.join("etcd.log"), 5);
     let mut last = String::new();
+    let mut silent_for_a_whole_call = false;
     let mut kv = None;
     let booting = Instant::now();
-    while booting.elapsed() < Duration::from_secs(60) {
+    while booting.elapsed() < limits.boot {
         if let Ok(Some(status)) = etcd.0.try_wait() {
             return Err(failed(format!(
-                "the restored etcd exited ({status}); see its log in a re-run with LIFEBOAT_LOG=debug"
+                "the restored etcd exited ({status}); the end of its log:\n{}",
+                log_tail()
             )));
         }
-        match etcd_client::Client::connect([client.as_str()], None).await {
-            Ok(mut c) => match c.status().await {
-                Ok(_) => {
-                    kv = Some(c);
-                    break;
-                }
-                Err(e) => last = chain(&e),
-            },
-            Err(e) => last = chain(&e),
+        let attempt_limit = call.min(limits.boot.saturating_sub(booting.elapsed()));
+        let attempt = async {
+            // Only the TCP connect has its own timeout: the attempt as a whole is bounded
+            // below, so a silent etcd is reported as such.
+            let options = etcd_client::ConnectOptions::new().with_connect_timeout(attempt_limit);
+            let mut c = etcd_client::Client::connect([client.as_str()], Some(options)).await?;
+            c.status().await?;
+            Ok::<_, etcd_client::Error>(c)
+        };
+        match tokio::time::timeout(attempt_limit, attempt).await {
+            Ok(Ok(c)) => {
+                kv = Some(c);
+                break;
+            }
+            Ok(Err(e)) => {
+                last = chain(&e);
+                silent_for_a_whole_call = false;
+            }
+            // A last attempt cut short by the boot limit does not replace a whole one.
+            Err(_) if attempt_limit == call || !silent_for_a_whole_call => {
+                last = format!(
+                    "it accepted the connection but sent no answer within {attempt_limit:?}"
+                );
+                silent_for_a_whole_call = attempt_limit == call;
+            }
+            Err(_) => {}
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let mut kv = kv.ok_or_else(|| {
         failed(format!(
-            "the restored etcd did not answer within 60s: {last}"
+            "the restored etcd at {client} did not answer within {:?} ({last}); the end of its log:\n{}",
+            limits.boot,
+            log_tail()
         ))
     })?;
     let recorded = manifest
         .etcd
         .as_ref()
         .ok_or_else(|| failed("the manifest has no etcd section".into()))?;
-    let revision = kv
-        .status()
+    let silent = |what: &str| {
+        failed(format!(
+            "the restored etcd at {client} answered the first status request, then sent no answer to {what} within {call:?}: check the machine's load, or raise etcd.timeout"
+        ))
+    };
+    let revision = tokio::time::timeout(call, kv.status())
         .await
+        .map_err(|_| silent("the status request"))?
         .map_err(|e| failed(chain(&e)))?
         .header()
         .map(|h| h.revision())
@@ -179,15 +251,19 @@ pub async fn run(
             want: format!("at least {}", recorded.revision),
         });
     }
-    let count = crate::source::etcd::key_count_at(&mut kv, recorded.revision)
-        .await
-        .map_err(|e| {
-            failed(format!(
-                "counting keys at revision {}: {}",
-                recorded.revision,
-                chain(&e)
-            ))
-        })?;
+    let count = tokio::time::timeout(
+        call,
+        crate::source::etcd::key_count_at(&mut kv, recorded.revision),
+    )
+    .await
+    .map_err(|_| silent("the key count"))?
+    .map_err(|e| {
+        failed(format!(
+            "counting keys at revision {}: {}",
+            recorded.revision,
+            chain(&e)
+        ))
+    })?;
     if let Some(want) = recorded.key_count
         && want != count
     {
@@ -205,6 +281,20 @@ pub async fn run(
         key_count_checked: recorded.key_count.is_some(),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The last `lines` lines of the file at `path` (indented), or a note that there is none.
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if all.is_empty() {
+        return "  (etcd wrote nothing)".into();
+    }
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 struct KillOnDrop(std::process::Child);

@@ -15,6 +15,10 @@ pub struct Args {
     /// Directory holding etcd and etcdutl (default: drill.etcd_bin_dir, then PATH).
     #[arg(long)]
     pub etcd_bin_dir: Option<PathBuf>,
+    /// How long the restored etcd may take to answer after it starts (each call to it is
+    /// bounded by etcd.timeout).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub boot_timeout: std::time::Duration,
 }
 
 /// Runs `drill`.
@@ -31,7 +35,12 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<()> {
     let manifest = store
         .resolve(&cfg.cluster, lifeboat::manifest::Kind::Etcd, &args.backup)
         .await?;
-    let r = lifeboat::drill::run(&store, &manifest, identities, &bin_dir).await?;
+    let limits = lifeboat::drill::Limits {
+        boot: args.boot_timeout,
+        ..lifeboat::drill::Limits::from_config(&cfg)
+    };
+    let r =
+        lifeboat::drill::run_with_limits(&store, &manifest, identities, &bin_dir, limits).await?;
     println!(
         "Drill of backup {} passed in {:.1}s: the restored etcd serves revision {} and holds {} keys at the recorded revision{}.",
         r.id,

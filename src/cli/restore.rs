@@ -85,6 +85,11 @@ pub struct EtcdArgs {
     /// Download, verify and show the plan and the etcd.yaml diff; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Do not first prove that lifeboat can reach and authenticate to this node's etcd (for
+    /// when etcd is down, e.g. it no longer starts on its damaged data). The restore then waits
+    /// for the restored etcd without knowing that it can check it.
+    #[arg(long)]
+    pub skip_etcd_check: bool,
     /// Do not ask for confirmation (for scripts).
     #[arg(long, short)]
     pub yes: bool,
@@ -118,15 +123,60 @@ pub async fn run(config: &Path, target: Target) -> anyhow::Result<()> {
     guided_restore(&cfg, args, identities).await
 }
 
+/// Where the guided restore's snapshot comes from, which decides what happens to the file.
+enum SnapshotFile {
+    /// The user's own `--snapshot`: never removed.
+    Given(PathBuf),
+    /// Downloaded now to the kept path beside the new data dir.
+    Downloaded(PathBuf),
+    /// Kept by an earlier run at that path, and checked to be this backup's snapshot.
+    Reused(PathBuf),
+    /// A dry run's download to a temporary file.
+    Temporary(PathBuf),
+}
+
+impl SnapshotFile {
+    fn path(&self) -> &Path {
+        match self {
+            SnapshotFile::Given(p)
+            | SnapshotFile::Downloaded(p)
+            | SnapshotFile::Reused(p)
+            | SnapshotFile::Temporary(p) => p,
+        }
+    }
+
+    /// Removes what this run downloaded and no one needs any more.
+    fn discard(&self, restored: bool) {
+        match self {
+            SnapshotFile::Temporary(p) | SnapshotFile::Downloaded(p) => {
+                let _ = std::fs::remove_file(p);
+            }
+            SnapshotFile::Reused(p) if restored => {
+                let _ = std::fs::remove_file(p);
+            }
+            SnapshotFile::Reused(_) | SnapshotFile::Given(_) => {}
+        }
+    }
+}
+
 async fn guided_restore(
     cfg: &lifeboat::config::Config,
     args: EtcdArgs,
     identities: Option<Arc<lifeboat::keys::Identities>>,
 ) -> anyhow::Result<()> {
-    let tool = Tool::find(args.etcdutl.as_deref())?;
+    // Every path is made absolute first: the plan and the rollback commands print them.
+    let absolute = |p: &Path| {
+        std::path::absolute(p).with_context(|| format!("cannot make {} absolute", p.display()))
+    };
+    let etcdutl = match &args.etcdutl {
+        Some(p) if p.components().count() > 1 => Some(absolute(p)?),
+        other => other.clone(),
+    };
+    let snapshot_arg = args.snapshot.as_deref().map(absolute).transpose()?;
+    let tool = Tool::find(etcdutl.as_deref())?;
     let store = super::open_store(cfg)?;
     // Which snapshot: a local file, or a backup from the store.
-    let backup = match &args.snapshot {
+    let backup = match &snapshot_arg {
         Some(_) => None,
         None => {
             let which = args.backup.as_deref().unwrap_or("latest");
@@ -152,72 +202,98 @@ async fn guided_restore(
     };
     let plan = guided::plan(&opts, &label, now)?;
 
-    // Step 1: a verified plain snapshot, before anything on the node changes.
-    let (snapshot, downloaded) = match (&args.snapshot, &backup) {
+    // Prove that the health check after the restore can work: reach and authenticate to this
+    // node's etcd with the configured TLS, before anything is downloaded or changed.
+    let etcd_timeout = cfg.etcd.as_ref().map_or(Duration::from_secs(5), |e| {
+        e.timeout.min(Duration::from_secs(5))
+    });
+    let etcd =
+        plan.health_endpoints(cfg.etcd.as_ref().and_then(|e| e.tls.clone()), etcd_timeout)?;
+    if args.skip_etcd_check {
+        eprintln!(
+            "Not checking that lifeboat can reach etcd at {} (--skip-etcd-check).",
+            endpoints(&etcd)
+        );
+    } else {
+        let answered = guided::preflight(&etcd).await?;
+        eprintln!("etcd at {answered} answers: lifeboat can check the restored etcd the same way.");
+    }
+
+    // A verified plain snapshot, before anything on the node changes.
+    let snapshot = match (&snapshot_arg, &backup) {
         (Some(file), _) => {
             check_snapshot_file(file)?;
             eprintln!(
                 "Snapshot {} checks out (etcd's trailing sha256).",
                 file.display()
             );
-            (file.clone(), false)
+            SnapshotFile::Given(file.clone())
         }
         (None, Some(m)) => {
-            let dest = if args.dry_run {
-                std::env::temp_dir().join(format!(
-                    "lifeboat-{}-{}.snapshot.db",
-                    m.id,
-                    std::process::id()
-                ))
+            let kept = plan.kept_snapshot();
+            if kept.exists() {
+                // An earlier run of this restore kept it: reuse it if it is this backup's
+                // snapshot, in the dry run as in the real run.
+                guided::check_kept_snapshot(&kept, m)?;
+                eprintln!(
+                    "Reusing {}, kept by an earlier run: it is backup {}'s snapshot (etcd's hash matches the manifest).",
+                    kept.display(),
+                    m.id
+                );
+                SnapshotFile::Reused(kept)
             } else {
-                let mut name = plan.data_dir.file_name().unwrap_or_default().to_os_string();
-                name.push(".snapshot.db");
-                plan.data_dir.with_file_name(name)
-            };
-            eprintln!(
-                "Downloading backup {} ({}, taken {}) to {} and verifying it.",
-                m.id,
-                super::human_bytes(m.payload.stored_size),
-                m.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
-                dest.display()
-            );
-            let progress = Arc::new(AtomicU64::new(0));
-            let ticker = tokio::spawn(show_progress(progress.clone(), m.payload.stored_size));
-            let result = lifeboat::restore::fetch_with_progress(
-                &store,
-                m,
-                identities,
-                Some(&dest),
-                progress,
-            )
-            .await;
-            ticker.abort();
-            eprintln!();
-            result?;
-            eprintln!(
-                "Backup {} verified: size, sha256, decryption and etcd's own hash.",
-                m.id
-            );
-            (dest, true)
+                let dest = if args.dry_run {
+                    std::env::temp_dir().join(format!(
+                        "lifeboat-{}-{}.snapshot.db",
+                        m.id,
+                        std::process::id()
+                    ))
+                } else {
+                    kept
+                };
+                // A run killed during its download leaves fetch's partial file beside the kept
+                // path (`<file>.lifeboat-partial`, see restore::fetch); only this restore writes
+                // there, so it is removed rather than blocking the re-run.
+                let mut partial = dest.file_name().unwrap_or_default().to_os_string();
+                partial.push(".lifeboat-partial");
+                let partial = dest.with_file_name(partial);
+                if !args.dry_run && partial.exists() {
+                    std::fs::remove_file(&partial).with_context(|| {
+                        format!(
+                            "cannot remove {}, left by an interrupted download",
+                            partial.display()
+                        )
+                    })?;
+                    eprintln!(
+                        "Removed {}, left by an interrupted download.",
+                        partial.display()
+                    );
+                }
+                download(&store, m, identities, &dest).await?;
+                if args.dry_run {
+                    SnapshotFile::Temporary(dest)
+                } else {
+                    SnapshotFile::Downloaded(dest)
+                }
+            }
         }
         (None, None) => unreachable!("a backup is resolved whenever no --snapshot is given"),
     };
-    let cleanup = |keep: bool| {
-        if downloaded && !keep {
-            let _ = std::fs::remove_file(&snapshot);
-        }
-    };
 
     println!("\nRestore plan for member {} from {label}:\n", plan.name);
-    println!("{}", plan.describe(&tool, &snapshot));
+    let shown = match &snapshot {
+        SnapshotFile::Temporary(_) => plan.kept_snapshot(),
+        other => other.path().to_path_buf(),
+    };
+    println!("{}", plan.describe(&tool, &shown));
     if args.dry_run {
-        cleanup(false);
+        snapshot.discard(false);
         println!("Dry run: nothing on the node was changed.");
         return Ok(());
     }
     if !args.yes {
         if !std::io::stdin().is_terminal() {
-            cleanup(false);
+            snapshot.discard(false);
             bail!(
                 "not asking for confirmation without a terminal: pass --yes to run the plan above, or --dry-run to only show it"
             );
@@ -227,15 +303,21 @@ async fn guided_restore(
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
         if answer.trim() != "yes" {
-            cleanup(false);
+            snapshot.discard(false);
             bail!("not confirmed: nothing on the node was changed");
         }
     }
-    let etcd = health_endpoints(cfg, &plan)?;
+    // From here on SIGINT and SIGTERM no longer end the process: the flow finishes or undoes
+    // the step it is in and reports how the node stands.
+    let interrupt = Arc::new(guided::Interrupt::default());
+    catch_signals(interrupt.clone())?;
     let say = |m: &str| println!("{m}");
-    match plan.execute(&tool, &snapshot, &etcd, args.wait, &say).await {
+    match plan
+        .execute(&tool, snapshot.path(), &etcd, args.wait, &interrupt, &say)
+        .await
+    {
         Ok(()) => {
-            cleanup(false);
+            snapshot.discard(true);
             println!(
                 "\nRestored. etcd runs on {} with cluster token {}; the old data dir {} and the original manifests in {} are kept.",
                 plan.data_dir.display(),
@@ -249,58 +331,79 @@ async fn guided_restore(
             );
             Ok(())
         }
-        Err(e) => {
-            cleanup(true);
-            Err(e).context(if downloaded {
-                format!("the verified snapshot is kept at {}", snapshot.display())
-            } else {
-                "the snapshot file was not changed".to_string()
-            })
-        }
+        // The node's state comes first; what became of the snapshot file last.
+        Err(e) => bail!(
+            "{}\n{}",
+            lifeboat::store::chain(&e),
+            match &snapshot {
+                SnapshotFile::Given(_) => "The snapshot file was not changed.".to_string(),
+                other => format!(
+                    "The verified snapshot is kept at {}: a re-run of the same restore reuses it.",
+                    other.path().display()
+                ),
+            }
+        ),
     }
 }
 
-/// The etcd endpoints to health-check after the restore: this node's own client URLs from
-/// etcd.yaml (never other members, which may answer while this one is down), with the config's
-/// TLS settings for https.
-fn health_endpoints(
-    cfg: &lifeboat::config::Config,
-    plan: &guided::Plan,
-) -> anyhow::Result<lifeboat::config::Etcd> {
-    let endpoints: Vec<url::Url> = plan
-        .current
-        .listen_client_urls
-        .split(',')
-        .filter_map(|u| url::Url::parse(u.trim()).ok())
-        .map(|mut u| {
-            if u.host_str() == Some("0.0.0.0") || u.host_str() == Some("[::]") {
-                let _ = u.set_host(Some("127.0.0.1"));
+fn endpoints(etcd: &lifeboat::config::Etcd) -> String {
+    etcd.endpoints
+        .iter()
+        .map(|u| u.as_str().trim_end_matches('/').to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Downloads and verifies backup `m` into `dest`, with a progress display.
+async fn download(
+    store: &lifeboat::store::Store,
+    m: &lifeboat::manifest::Manifest,
+    identities: Option<Arc<lifeboat::keys::Identities>>,
+    dest: &Path,
+) -> anyhow::Result<()> {
+    eprintln!(
+        "Downloading backup {} ({}, taken {}) to {} and verifying it.",
+        m.id,
+        super::human_bytes(m.payload.stored_size),
+        m.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        dest.display()
+    );
+    let progress = Arc::new(AtomicU64::new(0));
+    let ticker = tokio::spawn(show_progress(progress.clone(), m.payload.stored_size));
+    let result =
+        lifeboat::restore::fetch_with_progress(store, m, identities, Some(dest), progress).await;
+    ticker.abort();
+    eprintln!();
+    result?;
+    eprintln!(
+        "Backup {} verified: size, sha256, decryption and etcd's own hash.",
+        m.id
+    );
+    Ok(())
+}
+
+/// Turns SIGINT and SIGTERM into `interrupt`, saying at once what happens next.
+fn catch_signals(interrupt: Arc<guided::Interrupt>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
+    tokio::spawn(async move {
+        loop {
+            let name = tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+            if interrupt.received().is_none() {
+                eprintln!(
+                    "{name} received: finishing or undoing the current step, then showing the node's state and how to roll back."
+                );
+            } else {
+                eprintln!("{name} received again: still finishing the current step.");
             }
-            u
-        })
-        .collect();
-    if endpoints.is_empty() {
-        bail!("etcd.yaml's --listen-client-urls has no usable URL to check the restored etcd with");
-    }
-    let tls = cfg.etcd.as_ref().and_then(|e| e.tls.clone());
-    if endpoints.iter().all(|u| u.scheme() == "https") && tls.is_none() {
-        bail!(
-            "etcd listens on https only, but the config has no etcd.tls to reach it with: add etcd.tls (kubeadm: /etc/kubernetes/pki/etcd/ca.crt and healthcheck-client.crt/.key)"
-        );
-    }
-    let endpoints = if tls.is_some() {
-        endpoints
-    } else {
-        endpoints
-            .into_iter()
-            .filter(|u| u.scheme() == "http")
-            .collect()
-    };
-    Ok(lifeboat::config::Etcd {
-        endpoints,
-        tls,
-        timeout: Duration::from_secs(5),
-    })
+            interrupt.trigger(name);
+        }
+    });
+    Ok(())
 }
 
 fn check_snapshot_file(path: &Path) -> anyhow::Result<()> {

@@ -121,3 +121,62 @@ async fn serve_runs_drills_on_a_schedule_and_exports_the_result() {
     );
     assert_eq!(serve.terminate(Duration::from_secs(30)).await, 0);
 }
+
+/// Regression: the drill's calls to the etcd it starts had no timeout, so an etcd that accepts
+/// connections and never answers hung the drill (and the service's drill schedule) forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_against_an_etcd_that_never_answers_fails_within_its_limits() {
+    let Some(bin) = require_version(Version::V35) else {
+        return;
+    };
+    let etcd = Etcd::start(Version::V35, &bin);
+    etcd.seed(10, 256).await;
+    let store = crate::support::tempdir();
+    let mut setup = Setup::new(StoreAt::File(store.path().to_path_buf()), &etcd.client_url);
+    setup.etcd_timeout = "2s".into();
+    let lb = Lifeboat::new(setup);
+    lb.ok(&["backup", "etcd"]);
+
+    // A bin dir whose etcd listens on the drill's client port, accepts, and never answers.
+    let fake = crate::support::tempdir();
+    for tool in ["etcdutl", "etcdctl"] {
+        std::os::unix::fs::symlink(bin.join(tool), fake.path().join(tool)).unwrap();
+    }
+    let script = fake.path().join("etcd");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nexec python3 - \"$@\" <<'PY'\nimport socket, sys\nurl = [a for a in sys.argv[1:] if a.startswith('--listen-client-urls=')][0]\nport = int(url.rsplit(':', 1)[1])\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('127.0.0.1', port))\ns.listen(64)\nheld = []\nwhile True:\n    held.append(s.accept()[0])\nPY\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    let mut cmd = tokio::process::Command::from(lb.cmd());
+    cmd.args([
+        "drill",
+        "--identity",
+        lb.identity.to_str().unwrap(),
+        "--etcd-bin-dir",
+        fake.path().to_str().unwrap(),
+        "--boot-timeout",
+        "12s",
+    ])
+    .kill_on_drop(true);
+    let started = std::time::Instant::now();
+    // Generous for a loaded machine, and far below "forever".
+    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
+        .await
+        .expect("the drill hung instead of timing out")
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("did not answer within 12s")
+            && err.contains("accepted the connection but sent no answer within 2s"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+}

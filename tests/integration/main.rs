@@ -7,6 +7,7 @@ mod support;
 mod config_examples;
 mod deploy;
 mod drill;
+mod etcd_hints;
 mod etcd_yaml;
 mod export_order;
 mod faults;

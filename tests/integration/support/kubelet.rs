@@ -1,7 +1,8 @@
 //! A stand-in for the kubelet's static-pod handling, enough for the guided restore: it watches
 //! one manifests directory and runs the etcd container of `etcd.yaml` as a local process (its
 //! command and args, with every path under a volumeMount mapped to the volume's hostPath),
-//! stops it when the file disappears, and restarts it when the file changes.
+//! stops it when the file disappears, and restarts it when the file changes. It can be frozen
+//! (it then neither stops nor starts anything), like a kubelet that hangs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,6 +13,7 @@ use std::time::Duration;
 /// A running fake kubelet; stops its pod when dropped.
 pub struct Kubelet {
     stop: Arc<AtomicBool>,
+    frozen: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -19,14 +21,20 @@ impl Kubelet {
     /// Watches `manifests` and runs etcd from `etcd_bin`; the pod's output goes to `log`.
     pub fn start(manifests: &Path, etcd_bin: &Path, log: PathBuf) -> Kubelet {
         let stop = Arc::new(AtomicBool::new(false));
-        let (manifests, etcd_bin, flag) = (
+        let frozen = Arc::new(AtomicBool::new(false));
+        let (manifests, etcd_bin, flag, ice) = (
             manifests.to_path_buf(),
             etcd_bin.to_path_buf(),
             stop.clone(),
+            frozen.clone(),
         );
         let thread = std::thread::spawn(move || {
             let mut pod: Option<(Child, String)> = None;
             while !flag.load(Ordering::SeqCst) {
+                if ice.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
                 let text = std::fs::read_to_string(manifests.join("etcd.yaml")).ok();
                 let changed = match (&pod, &text) {
                     (Some((_, ran)), Some(now)) => ran != now,
@@ -68,8 +76,19 @@ impl Kubelet {
         });
         Kubelet {
             stop,
+            frozen,
             thread: Some(thread),
         }
+    }
+
+    /// From now on the kubelet neither stops nor starts the pod, whatever the manifests say.
+    pub fn freeze(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
+    }
+
+    /// The kubelet follows the manifests again.
+    pub fn thaw(&self) {
+        self.frozen.store(false, Ordering::SeqCst);
     }
 }
 

@@ -1,5 +1,6 @@
 //! TLS material for tests, made with the openssl CLI: a CA, a server pair for 127.0.0.1 and a
-//! client pair signed by it, and a second, unrelated CA for mismatch tests.
+//! client pair signed by it, and a second, unrelated CA (with a client pair of its own, for
+//! "foreign client certificate" tests).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,11 @@ pub struct Pki {
     pub server_key: PathBuf,
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
+    /// The CA's private key (for "ca_file holds a private key" tests).
+    pub ca_key: PathBuf,
+    /// A client pair signed by the other CA: etcd must refuse it.
+    pub foreign_client_cert: PathBuf,
+    pub foreign_client_key: PathBuf,
 }
 
 /// Makes a PKI in `dir`, or skips (fails under CI) without openssl.
@@ -46,7 +52,11 @@ pub fn make(dir: &Path) -> Option<Pki> {
     )
     .unwrap();
     std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    for (name, ext) in [("server", "server.ext"), ("client", "client.ext")] {
+    for (name, ext, ca) in [
+        ("server", "server.ext", "ca"),
+        ("client", "client.ext", "ca"),
+        ("foreign-client", "client.ext", "other-ca"),
+    ] {
         o(&[
             "req",
             "-newkey",
@@ -65,9 +75,9 @@ pub fn make(dir: &Path) -> Option<Pki> {
             "-in",
             &format!("{name}.csr"),
             "-CA",
-            "ca.crt",
+            &format!("{ca}.crt"),
             "-CAkey",
-            "ca.key",
+            &format!("{ca}.key"),
             "-CAcreateserial",
             "-days",
             "2",
@@ -89,5 +99,8 @@ pub fn make(dir: &Path) -> Option<Pki> {
         server_key: dir.join("server.key"),
         client_cert: dir.join("client.crt"),
         client_key: dir.join("client.key"),
+        ca_key: dir.join("ca.key"),
+        foreign_client_cert: dir.join("foreign-client.crt"),
+        foreign_client_key: dir.join("foreign-client.key"),
     })
 }
