@@ -101,17 +101,6 @@ pub fn find_bin_dir(explicit: Option<&Path>) -> Result<PathBuf, Error> {
     Ok(dir)
 }
 
-/// Runs one drill of `manifest`'s backup with etcd from `bin_dir`, with the default
-/// [`Limits`].
-pub async fn run(
-    store: &Store,
-    manifest: &Manifest,
-    identities: Option<Arc<Identities>>,
-    bin_dir: &Path,
-) -> Result<Report, Error> {
-    run_with_limits(store, manifest, identities, bin_dir, Limits::default()).await
-}
-
 /// Runs one drill of `manifest`'s backup with etcd from `bin_dir`. Every call to the restored
 /// etcd is bounded by `limits.call`, its start by `limits.boot`: a drill never hangs.
 pub async fn run_with_limits(

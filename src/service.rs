@@ -570,7 +570,8 @@ async fn run_drill(svc: Arc<Service>) {
             .resolve(cluster, Kind::Etcd, "latest")
             .await
             .map_err(|e| e.to_string())?;
-        crate::drill::run(&svc.store, &manifest, identities, &bin_dir)
+        let limits = crate::drill::Limits::from_config(&svc.cfg);
+        crate::drill::run_with_limits(&svc.store, &manifest, identities, &bin_dir, limits)
             .await
             .map_err(|e| store::chain(&e))
     }
