@@ -272,17 +272,20 @@ struct RawStorage {
     /// metadata) unless the two `*_file` fields are set.
     #[serde(default)]
     s3: RawS3,
-    /// Size of each multipart upload part in MiB (5 to 512). Memory use is about
-    /// `part_size_mib * upload_concurrency`.
+    /// Size of each multipart upload part, and of each ranged download part, in MiB (5 to
+    /// 512; default 8). Memory use is about `part_size_mib * upload_concurrency`.
     #[serde(default = "default_part_size_mib")]
     part_size_mib: Spanned<u64>,
-    /// How many parts are uploaded at once (1 to 16).
+    /// How many parts are uploaded, or downloaded, at once (1 to 16; default 4).
     #[serde(default = "default_upload_concurrency")]
     upload_concurrency: Spanned<u64>,
-    /// How long one request to the store may take, e.g. `60s`.
+    /// How long one upload request to the store may take, and how long a download may go
+    /// without a single byte before the part is asked for again (default `60s`). A download
+    /// as a whole has no time limit while bytes keep arriving.
     #[serde(default = "default_request_timeout")]
     request_timeout: Spanned<String>,
-    /// How long a failing request is retried with backoff before the backup fails, e.g. `2m`.
+    /// How long a failing request is retried with backoff before the backup fails, and how long
+    /// a download may bring no byte at all before it fails (default `2m`).
     #[serde(default = "default_retry_timeout")]
     retry_timeout: Spanned<String>,
 }
