@@ -46,7 +46,7 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<()> {
         );
     } else {
         println!(
-            "{:<22} {:<20} {:>9} {:>9} {:>10} {:<8} ENCRYPTION",
+            "{:<34} {:<20} {:>9} {:>9} {:>10} {:<8} ENCRYPTION",
             "ID", "STARTED (UTC)", "SNAPSHOT", "STORED", "REVISION", "ETCD"
         );
         for m in &listing.complete {
@@ -68,7 +68,7 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<()> {
                 (_, n) => format!("age, {n} recipients"),
             };
             println!(
-                "{:<22} {:<20} {:>9} {:>9} {:>10} {:<8} {}",
+                "{:<34} {:<20} {:>9} {:>9} {:>10} {:<8} {}",
                 m.id.as_str(),
                 m.started_at.format("%Y-%m-%d %H:%M:%S"),
                 human_bytes(m.payload.plain_size),
