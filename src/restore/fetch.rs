@@ -545,21 +545,17 @@ fn check_archive<R: Read>(
             "the archive holds {found} {what} where {by} lists {listed}"
         ))
     };
-    if check.objects != index.objects {
-        return Err(mismatch(
-            "objects",
-            check.objects,
-            index.objects,
-            "index.json",
-        ));
-    }
-    if check.encrypted != index.encrypted_objects {
-        return Err(mismatch(
-            "encrypted objects",
-            check.encrypted,
-            index.encrypted_objects,
-            "index.json",
-        ));
+    let counts = |listed: (u64, u64), by: &'static str| {
+        [
+            ("objects", check.objects, listed.0, by),
+            ("encrypted objects", check.encrypted, listed.1, by),
+        ]
+    };
+    for (what, found, listed, by) in counts((index.objects, index.encrypted_objects), "index.json")
+    {
+        if found != listed {
+            return Err(mismatch(what, found, listed, by));
+        }
     }
     for r in &index.resources {
         let (objects, encrypted) = per_resource.remove(&r.resource).unwrap_or_default();
@@ -576,21 +572,10 @@ fn check_archive<R: Read>(
         )));
     }
     if let Some(r) = &manifest.resources {
-        if check.objects != r.objects {
-            return Err(mismatch(
-                "objects",
-                check.objects,
-                r.objects,
-                "the manifest",
-            ));
-        }
-        if check.encrypted != r.encrypted_objects {
-            return Err(mismatch(
-                "encrypted objects",
-                check.encrypted,
-                r.encrypted_objects,
-                "the manifest",
-            ));
+        for (what, found, listed, by) in counts((r.objects, r.encrypted_objects), "the manifest") {
+            if found != listed {
+                return Err(mismatch(what, found, listed, by));
+            }
         }
     }
     Ok((plain_size, check))
