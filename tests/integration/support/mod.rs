@@ -160,6 +160,9 @@ pub fn with_scratch_files(text: &str) -> (tempfile::TempDir, String) {
     }
     let dir = format!("{}/", scratch.path().display());
     let text = text
+        .replace("/etc/lifeboat/keys/etcd/", &dir)
+        .replace("/etc/lifeboat/keys/s3/", &dir)
+        .replace("/etc/lifeboat/keys/drill/", &dir)
         .replace("/etc/kubernetes/pki/etcd/", &dir)
         .replace("/etc/lifeboat/s3/", &dir)
         .replace("/etc/lifeboat/drill/", &dir);
