@@ -142,6 +142,7 @@ fn default_page_size() -> u32 {
 struct RawDrill {
     /// age identity used to decrypt drilled backups. A drill needs the private key: keep it
     /// where the drills run (mode 0600); without it `lifeboat drill --identity` must be used.
+    /// It must hold the identity of at least one of `encryption.recipients`.
     identity_file: Option<Spanned<String>>,
     /// Directory with etcd and etcdutl (or etcd 3.4's etcdctl). Default: found on PATH.
     etcd_bin_dir: Option<Spanned<String>>,
