@@ -310,6 +310,8 @@ fn check_config(rel: &str, api: &KubeApi, objects: &[Value]) -> lifeboat::config
 
 #[test]
 fn every_deploy_overlay_renders_validates_applies_and_is_locked_down() {
+    // Regression: `kubectl apply -k deploy/` failed (no kustomization), and the pod ran as root
+    // with hostNetwork, the whole pki/etcd directory and get/list on `*/*`.
     let Some(kubectl) = require("kubectl", which("kubectl")) else {
         return;
     };
@@ -395,4 +397,98 @@ fn validate_refuses_unknown_fields(validator: &Path) {
         !out.status.success(),
         "kubernetes-validate --strict accepted an unknown field"
     );
+}
+
+#[test]
+fn the_init_step_hands_lifeboat_private_copies_of_exactly_the_files_it_needs() {
+    // Regression: with the etcd key root-only on the node, a non-root lifeboat could not read
+    // it; group-readable copies (fsGroup) would be refused by lifeboat's own mode check.
+    let Some(kubectl) = require("kubectl", which("kubectl")) else {
+        return;
+    };
+    let (_text, objects) = render(&kubectl, "overlays/drills");
+    let pod = &find(&objects, "Deployment", "lifeboat").unwrap()["spec"]["template"]["spec"];
+    let init = &pod["initContainers"][0];
+    assert_eq!(strs(&init["command"])[..2], ["/bin/sh", "-ec"]);
+    let script = init["command"][2].as_str().unwrap();
+
+    let dir = crate::support::tempdir();
+    let root = dir.path();
+    let input = |rel: &str, text: &str| {
+        let p = root.join("in").join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        // As on the node and in a Secret volume: root-only (here: owner-only).
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    };
+    let drill = ::lifeboat::keys::generate(chrono::Utc::now());
+    for f in [
+        "ca.crt",
+        "healthcheck-client.crt",
+        "healthcheck-client.key",
+        "ca.key",
+    ] {
+        input(&format!("etcd/{f}"), f);
+    }
+    input("s3/access-key-id", "AKIDEXAMPLE\n");
+    input("s3/secret-access-key", "s3cr3t\n");
+    input("drill/key.txt", &drill.file_text);
+    std::fs::create_dir(root.join("keys")).unwrap();
+
+    // Run the script as written, with its directories moved under the temp dir. Not as root,
+    // files cannot be given to 65532: then they stay with the running user.
+    use std::os::unix::fs::MetadataExt;
+    let me = std::fs::metadata(root).unwrap().uid();
+    let mut script = script
+        .replace("/in/", &format!("{}/in/", root.display()))
+        .replace("/keys/", &format!("{}/keys/", root.display()));
+    let owner = if me == 0 {
+        65532
+    } else {
+        script = script.replace("install -o 65532 -g 65532", "install");
+        me
+    };
+    run_ok(Command::new("sh").arg("-ec").arg(&script));
+
+    let mut copied = Vec::new();
+    for sub in ["etcd", "s3", "drill"] {
+        for e in std::fs::read_dir(root.join("keys").join(sub)).unwrap() {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            assert_eq!(meta.uid(), owner, "{:?}", e.path());
+            let name = format!("{sub}/{}", e.file_name().to_string_lossy());
+            let mode = meta.mode() & 0o777;
+            let want = if name.ends_with(".crt") { 0o444 } else { 0o400 };
+            assert_eq!(mode, want, "{name}: mode {mode:o}");
+            copied.push(name);
+        }
+    }
+    copied.sort();
+    assert_eq!(
+        copied,
+        [
+            "drill/key.txt",
+            "etcd/ca.crt",
+            "etcd/healthcheck-client.crt",
+            "etcd/healthcheck-client.key",
+            "s3/access-key-id",
+            "s3/secret-access-key"
+        ]
+    );
+
+    // lifeboat accepts the copies: the ConfigMap's config, pointed at them, parses, with the
+    // key files' modes, the S3 secrets and the drill identity checked as in the pod.
+    let cm = all(&objects, "ConfigMap").next().unwrap();
+    let text = cm["data"]["lifeboat.yaml"]
+        .as_str()
+        .unwrap()
+        .replace("/etc/lifeboat/keys/", &format!("{}/keys/", root.display()))
+        .replace(
+            ::lifeboat::keys::LIFEBOAT_EXAMPLE_RECIPIENT,
+            &drill.public_key,
+        );
+    let cfg = lifeboat::config::Config::parse(Path::new("configmap"), &text)
+        .unwrap_or_else(|e| panic!("lifeboat refuses the init step's copies: {e}"));
+    let creds = cfg.storage.s3.credentials.unwrap();
+    assert_eq!(creds.access_key_id, "AKIDEXAMPLE");
 }
