@@ -132,9 +132,8 @@ fn check_security(rel: &str, objects: &[Value]) -> Value {
         !host_volumes.is_empty(),
         "{rel}: the etcd client files come from the node"
     );
-    if !host_volumes.is_empty() {
-        assert_eq!(level, "privileged", "{rel}: hostPath needs privileged");
-    }
+    // baseline and restricted both forbid hostPath volumes.
+    assert_eq!(level, "privileged", "{rel}: hostPath needs privileged");
 
     let main = pod["containers"]
         .as_array()
