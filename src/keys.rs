@@ -8,6 +8,25 @@ use std::path::{Path, PathBuf};
 use age::secrecy::ExposeSecret;
 use thiserror::Error;
 
+/// The example public key of age's README (`age-keygen -o key.txt` prints it there). Nobody on
+/// your team holds its identity: backups encrypted to it could never be restored.
+pub const AGE_README_EXAMPLE_RECIPIENT: &str =
+    "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+/// The example public key in lifeboat's own config/ and deploy/ files. It was generated with
+/// `lifeboat keygen` and its identity thrown away, so it is refused like age's.
+pub const LIFEBOAT_EXAMPLE_RECIPIENT: &str =
+    "age1f6rhlg4plttnyad9e99w7nlpcd5exjk8cnflun3unwf06fjvragqsea2a7";
+
+/// Where a documented example public key comes from, if `recipient` is one.
+pub fn example_recipient(recipient: &str) -> Option<&'static str> {
+    match recipient.trim() {
+        AGE_README_EXAMPLE_RECIPIENT => Some("age's README"),
+        LIFEBOAT_EXAMPLE_RECIPIENT => Some("lifeboat's example configuration"),
+        _ => None,
+    }
+}
+
 /// Why key material could not be used.
 #[derive(Debug, Error)]
 pub enum Error {
@@ -77,6 +96,11 @@ pub struct Identities {
     pub path: PathBuf,
     /// The identities; never logged.
     pub identities: Vec<Box<dyn age::Identity + Send + Sync>>,
+    /// The public keys (`age1...`) of the X25519 identities among them.
+    pub public_keys: Vec<String>,
+    /// How many identities are not X25519 keys (plugin identities), whose recipients cannot be
+    /// derived from the file.
+    pub others: usize,
 }
 
 impl Identities {
@@ -97,10 +121,25 @@ impl Identities {
         if identities.is_empty() {
             return Err(bad("no keys found".into()));
         }
+        let (public_keys, others) = public_keys(&String::from_utf8_lossy(&bytes));
         Ok(Identities {
             path: path.to_path_buf(),
             identities,
+            public_keys,
+            others,
         })
+    }
+
+    /// Whether one of these identities decrypts what is encrypted to `recipient`; `None` when
+    /// the file holds plugin identities, whose recipients cannot be told from the file.
+    pub fn decrypts_for(&self, recipient: &str) -> Option<bool> {
+        if self.public_keys.iter().any(|k| k == recipient.trim()) {
+            Some(true)
+        } else if self.others > 0 {
+            None
+        } else {
+            Some(false)
+        }
     }
 
     /// The identities as age wants them.
@@ -109,6 +148,24 @@ impl Identities {
             .iter()
             .map(|i| i.as_ref() as &dyn age::Identity)
     }
+}
+
+/// The public keys of the X25519 identities in an identity file's text, and the number of
+/// other (plugin) identity lines.
+fn public_keys(text: &str) -> (Vec<String>, usize) {
+    let mut keys = Vec::new();
+    let mut others = 0;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("AGE-SECRET-KEY-1") {
+            match line.parse::<age::x25519::Identity>() {
+                Ok(identity) => keys.push(identity.to_public().to_string()),
+                Err(_) => others += 1,
+            }
+        } else if line.starts_with("AGE-PLUGIN-") {
+            others += 1;
+        }
+    }
+    (keys, others)
 }
 
 /// A new X25519 key pair, as the text of an identity file and its public key.
@@ -178,6 +235,38 @@ mod tests {
             write_new_private(&path, "x"),
             Err(Error::Exists { .. })
         ));
+    }
+
+    #[test]
+    fn an_identity_file_knows_the_public_keys_it_decrypts_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.txt");
+        let (a, b) = (generate(chrono::Utc::now()), generate(chrono::Utc::now()));
+        write_new_private(&path, &format!("{}{}", a.file_text, b.file_text)).unwrap();
+        let ids = Identities::load(&path).unwrap();
+        assert_eq!(
+            ids.public_keys,
+            [a.public_key.clone(), b.public_key.clone()]
+        );
+        assert_eq!(ids.decrypts_for(&a.public_key), Some(true));
+        assert_eq!(ids.decrypts_for(&b.public_key), Some(true));
+        let other = generate(chrono::Utc::now()).public_key;
+        assert_eq!(ids.decrypts_for(&other), Some(false));
+        assert_eq!(ids.decrypts_for(AGE_README_EXAMPLE_RECIPIENT), Some(false));
+    }
+
+    #[test]
+    fn the_documented_example_keys_are_recognised() {
+        assert_eq!(
+            example_recipient(AGE_README_EXAMPLE_RECIPIENT),
+            Some("age's README")
+        );
+        assert!(example_recipient(LIFEBOAT_EXAMPLE_RECIPIENT).is_some());
+        assert!(example_recipient(&generate(chrono::Utc::now()).public_key).is_none());
+        // Both are real X25519 public keys, so only this check stops them.
+        for k in [AGE_README_EXAMPLE_RECIPIENT, LIFEBOAT_EXAMPLE_RECIPIENT] {
+            assert!(k.parse::<age::x25519::Recipient>().is_ok(), "{k}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod support;
 
 mod config_examples;
 mod deploy;
+mod dockerfile;
 mod drill;
 mod etcd_hints;
 mod etcd_yaml;

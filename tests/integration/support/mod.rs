@@ -143,7 +143,8 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
 
 /// Gives a config text real private files where it names kubeadm's or lifeboat's well-known
 /// paths (etcd PKI, S3 key files, the drill identity), returning the directory holding them and
-/// the rewritten text.
+/// the rewritten text. The drill identity `key.txt` is a fresh age identity, and lifeboat's
+/// example recipient (refused as such, its identity unknown) is swapped for its public key.
 pub fn with_scratch_files(text: &str) -> (tempfile::TempDir, String) {
     let scratch = tempdir();
     for name in [
@@ -158,8 +159,19 @@ pub fn with_scratch_files(text: &str) -> (tempfile::TempDir, String) {
         std::fs::write(&p, "x\n").unwrap();
         std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     }
+    let pair = ::lifeboat::keys::generate(chrono::Utc::now());
+    let key = scratch.path().join("key.txt");
+    std::fs::remove_file(&key).unwrap();
+    ::lifeboat::keys::write_new_private(&key, &pair.file_text).unwrap();
+    let text = text.replace(
+        ::lifeboat::keys::LIFEBOAT_EXAMPLE_RECIPIENT,
+        &pair.public_key,
+    );
     let dir = format!("{}/", scratch.path().display());
     let text = text
+        .replace("/etc/lifeboat/keys/etcd/", &dir)
+        .replace("/etc/lifeboat/keys/s3/", &dir)
+        .replace("/etc/lifeboat/keys/drill/", &dir)
         .replace("/etc/kubernetes/pki/etcd/", &dir)
         .replace("/etc/lifeboat/s3/", &dir)
         .replace("/etc/lifeboat/drill/", &dir);

@@ -181,6 +181,12 @@ impl KubeApi {
         writes::create_internal(&mut self.state(), obj, "lifeboat-test")
     }
 
+    /// Also serves policy/v1 PodDisruptionBudgets and networking.k8s.io/v1 NetworkPolicies
+    /// (for deploy/'s manifests; the default catalog leaves them out).
+    pub fn serve_deploy_kinds(&self) {
+        self.state().add_builtins(resources::deploy_kinds());
+    }
+
     /// Replaces an object's status, as a controller would through `/status`.
     pub fn set_status(&self, obj: &Value, status: Value) -> Result<Value, ApiError> {
         writes::set_status_internal(&mut self.state(), obj, status)

@@ -228,6 +228,31 @@ pub(super) fn builtins() -> Vec<ResourceDef> {
     ]
 }
 
+/// Built-ins that only deploy/'s test needs (PodDisruptionBudget, NetworkPolicy), served on
+/// request through [`super::KubeApi::serve_deploy_kinds`] so the export tests' catalog stays put.
+pub(super) fn deploy_kinds() -> Vec<ResourceDef> {
+    vec![
+        builtin(
+            "policy",
+            "poddisruptionbudgets",
+            "poddisruptionbudget",
+            "PodDisruptionBudget",
+            &["pdb"],
+            &[],
+            (true, true, true),
+        ),
+        builtin(
+            "networking.k8s.io",
+            "networkpolicies",
+            "networkpolicy",
+            "NetworkPolicy",
+            &["netpol"],
+            &[],
+            (true, false, true),
+        ),
+    ]
+}
+
 /// Kubernetes version priority: GA before beta before alpha, higher numbers first, anything
 /// that does not look like a Kubernetes version last, alphabetically.
 pub(super) fn version_order(a: &str, b: &str) -> Ordering {

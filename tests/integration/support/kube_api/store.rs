@@ -53,6 +53,11 @@ impl State {
         }
     }
 
+    /// Serves more built-in resources from now on.
+    pub(super) fn add_builtins(&mut self, defs: Vec<ResourceDef>) {
+        self.builtins.extend(defs);
+    }
+
     /// Every served resource: built-ins first, then custom resources by CRD name.
     pub(super) fn defs(&self) -> impl Iterator<Item = &ResourceDef> {
         self.builtins.iter().chain(self.crds.values())
