@@ -24,6 +24,8 @@ works openssl version || apt_pkgs+=(openssl)
 works promtool --version || apt_pkgs+=(prometheus)
 works kubectl version --client || apt_pkgs+=(kubectl)
 works faketime --version || apt_pkgs+=(faketime)
+# GNU time: peak RSS in the tampered-export tests and the benchmarks.
+[ -x /usr/bin/time ] || apt_pkgs+=(time)
 works python3 --version || apt_pkgs+=(python3 python3-pip)
 
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
