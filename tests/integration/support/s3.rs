@@ -94,17 +94,7 @@ impl Moto {
 
     /// An object_store client for this server, to inspect and damage stored objects.
     pub fn client(&self, bucket: &str) -> Arc<dyn ObjectStore> {
-        Arc::new(
-            AmazonS3Builder::new()
-                .with_bucket_name(bucket)
-                .with_endpoint(&self.endpoint)
-                .with_allow_http(true)
-                .with_region("us-east-1")
-                .with_access_key_id(ACCESS_KEY)
-                .with_secret_access_key(SECRET_KEY)
-                .build()
-                .unwrap(),
-        )
+        client_for(&self.endpoint, bucket)
     }
 
     /// Stops the server at once.
