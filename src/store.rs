@@ -491,13 +491,9 @@ impl Store {
     /// Staging files (`<name>#<digits>`) that a killed upload left in a `file://` store's id
     /// directory, with their modification times. object_store's listing hides them.
     fn staging_files(&self, dir: &Path) -> Vec<(std::path::PathBuf, DateTime<Utc>)> {
-        let Some(base) = &self.local_dir else {
+        let Some(local) = self.local_path(dir) else {
             return vec![];
         };
-        let mut local = base.clone();
-        for part in dir.parts() {
-            local.push(part.as_ref());
-        }
         let Ok(entries) = std::fs::read_dir(&local) else {
             return vec![];
         };
@@ -511,15 +507,20 @@ impl Store {
             .collect()
     }
 
-    /// The id directories under `<prefix>/<cluster>/<kind>` of a `file://` store.
-    fn local_id_dirs(&self, kind_dir: &Path) -> Vec<String> {
-        let Some(base) = &self.local_dir else {
-            return vec![];
-        };
-        let mut local = base.clone();
-        for part in kind_dir.parts() {
+    /// Where `dir` lies on disk, for a `file://` store.
+    fn local_path(&self, dir: &Path) -> Option<std::path::PathBuf> {
+        let mut local = self.local_dir.clone()?;
+        for part in dir.parts() {
             local.push(part.as_ref());
         }
+        Some(local)
+    }
+
+    /// The id directories under `<prefix>/<cluster>/<kind>` of a `file://` store.
+    fn local_id_dirs(&self, kind_dir: &Path) -> Vec<String> {
+        let Some(local) = self.local_path(kind_dir) else {
+            return vec![];
+        };
         std::fs::read_dir(&local)
             .map(|entries| {
                 entries
@@ -659,15 +660,10 @@ impl Store {
             let cluster = cluster.to_string();
             async move {
                 let described = store.describe(&key);
-                let result = store.read_manifest(&key).await.and_then(|m| {
-                    match m.disagreement(&id, &cluster, kind) {
-                        Some(reason) => Err(Error::Manifest(manifest::Error::Invalid {
-                            key: described.clone(),
-                            reason,
-                        })),
-                        None => Ok(m),
-                    }
-                });
+                let result = store
+                    .read_manifest(&key)
+                    .await
+                    .and_then(|m| in_its_directory(m, &described, &id, &cluster, kind));
                 (id, described, result)
             }
         }))
@@ -733,13 +729,7 @@ impl Store {
             .backup_dir(cluster, kind, id.as_str())
             .join(MANIFEST_NAME);
         match self.read_manifest(&key).await {
-            Ok(m) => match m.disagreement(id.as_str(), cluster, kind) {
-                Some(reason) => Err(Error::Manifest(manifest::Error::Invalid {
-                    key: self.describe(&key),
-                    reason,
-                })),
-                None => Ok(m),
-            },
+            Ok(m) => in_its_directory(m, &self.describe(&key), id.as_str(), cluster, kind),
             Err(Error::NotFound { .. }) => Err(Error::NoSuchBackup {
                 url: self.url.clone(),
                 cluster: cluster.to_string(),
@@ -855,11 +845,7 @@ impl Store {
                 }),
             })?;
         }
-        if let Some(base) = &self.local_dir {
-            let mut local = base.clone();
-            for part in dir.parts() {
-                local.push(part.as_ref());
-            }
+        if let Some(local) = self.local_path(dir) {
             // Only an empty directory goes; anything else stays and is listed next time.
             let _ = std::fs::remove_dir(&local);
         }
@@ -876,6 +862,23 @@ impl Store {
                 key: self.describe(key),
                 reason: chain(&e),
             })
+    }
+}
+
+/// `m`, unless it describes another backup than the directory `dir_id` it was read from (`key`).
+fn in_its_directory(
+    m: Manifest,
+    key: &str,
+    dir_id: &str,
+    cluster: &str,
+    kind: Kind,
+) -> Result<Manifest, Error> {
+    match m.disagreement(dir_id, cluster, kind) {
+        Some(reason) => Err(Error::Manifest(manifest::Error::Invalid {
+            key: key.to_string(),
+            reason,
+        })),
+        None => Ok(m),
     }
 }
 
