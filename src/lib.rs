@@ -14,6 +14,7 @@ pub mod leader;
 pub mod manifest;
 pub mod metrics;
 pub mod plan;
+pub mod progress;
 pub mod prune;
 pub mod restore;
 pub mod retention;

@@ -6,7 +6,6 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -368,7 +367,7 @@ async fn download(
         m.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
         dest.display()
     );
-    let progress = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(lifeboat::progress::Progress::default());
     let ticker = tokio::spawn(show_progress(progress.clone(), m.payload.stored_size));
     let result =
         lifeboat::restore::fetch_with_progress(store, m, identities, Some(dest), progress).await;
@@ -424,12 +423,12 @@ fn check_snapshot_file(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn show_progress(done: Arc<AtomicU64>, total: u64) {
+async fn show_progress(done: Arc<lifeboat::progress::Progress>, total: u64) {
     let tty = std::io::stderr().is_terminal();
     let mut last_decile = 0;
     loop {
         tokio::time::sleep(Duration::from_millis(if tty { 250 } else { 2000 })).await;
-        let d = done.load(Ordering::Relaxed).min(total.max(1));
+        let d = done.done().min(total.max(1));
         let pct = d * 100 / total.max(1);
         if tty {
             let bar = "#".repeat((pct / 4) as usize);

@@ -142,14 +142,16 @@ pub async fn fetch(
     fetch_with_progress(store, manifest, identities, out, Arc::default()).await
 }
 
-/// [`fetch`], counting downloaded bytes into `progress` as they arrive (for a progress bar).
+/// [`fetch`], counting downloaded bytes into `progress` as they arrive (for a progress bar);
+/// the total is the stored size.
 pub async fn fetch_with_progress(
     store: &Store,
     manifest: &Manifest,
     identities: Option<Arc<Identities>>,
     out: Option<&Path>,
-    progress: Arc<std::sync::atomic::AtomicU64>,
+    progress: Arc<crate::progress::Progress>,
 ) -> Result<Outcome, Error> {
+    progress.set_total(manifest.payload.stored_size);
     let id = manifest.id.to_string();
     let encrypted = manifest.payload.encryption.is_encrypted();
     if out.is_some() && encrypted && identities.is_none() {
@@ -327,11 +329,11 @@ fn check_blocking<R: Read>(
 pub(crate) struct Latch<R> {
     inner: R,
     pub(crate) error: Option<String>,
-    progress: Arc<std::sync::atomic::AtomicU64>,
+    progress: Arc<crate::progress::Progress>,
 }
 
 impl<R> Latch<R> {
-    pub(crate) fn new(inner: R, progress: Arc<std::sync::atomic::AtomicU64>) -> Self {
+    pub(crate) fn new(inner: R, progress: Arc<crate::progress::Progress>) -> Self {
         Latch {
             inner,
             error: None,
@@ -350,8 +352,7 @@ impl<R: Read> Read for Latch<R> {
                 self.error = Some(e.to_string());
             }
         })?;
-        self.progress
-            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        self.progress.advance(n as u64);
         Ok(n)
     }
 }
