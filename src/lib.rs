@@ -2,6 +2,7 @@
 //! into object storage, writes a manifest last so that only whole backups exist, and reads them
 //! back for verification and restore. The modules follow the pipeline, source to store.
 
+pub mod apply;
 pub mod archive;
 pub mod backup;
 pub mod config;
