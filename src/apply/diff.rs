@@ -175,6 +175,48 @@ fn unified(old: &Value, new: &Value, r: &ObjectRef, labels: &(String, String)) -
         .to_string()
 }
 
+/// The paths of the fields in which `a` and `b` differ (`spec.replicas`, `data.key`), sorted,
+/// for a one-line summary; arrays count as one field.
+pub fn differing_fields(a: &Value, b: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    walk(a, b, &mut String::new(), &mut out);
+    out.sort();
+    out
+}
+
+fn walk(a: &Value, b: &Value, path: &mut String, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                match (x.get(k), y.get(k)) {
+                    (Some(l), Some(r)) => walk(l, r, path, out),
+                    _ => out.push(path.clone()),
+                }
+                path.truncate(len);
+            }
+        }
+        (l, r) if l != r => out.push(if path.is_empty() { "(whole object)".into() } else { path.clone() }),
+        _ => {}
+    }
+}
+
+/// "spec.replicas, data.url (and 3 more)", for one line.
+pub fn summarize_fields(fields: &[String], show: usize) -> String {
+    let mut text = fields.iter().take(show).cloned().collect::<Vec<_>>().join(", ");
+    if fields.len() > show {
+        text.push_str(&format!(" (and {} more)", fields.len() - show));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +279,16 @@ mod tests {
             d.contains("ConfigMap a/edited (backup A)") && d.contains("(live)"),
             "{d}"
         );
+    }
+
+    #[test]
+    fn differing_fields_name_each_changed_leaf_once() {
+        let a = json!({"spec": {"replicas": 1, "template": {"x": [1]}}, "data": {"a": "1"}});
+        let b = json!({"spec": {"replicas": 3, "template": {"x": [2]}}, "data": {"a": "1", "b": "2"}});
+        let fields = differing_fields(&a, &b);
+        assert_eq!(fields, ["data.b", "spec.replicas", "spec.template.x"]);
+        assert_eq!(summarize_fields(&fields, 2), "data.b, spec.replicas (and 1 more)");
+        assert!(differing_fields(&a, &a).is_empty());
     }
 
     #[test]

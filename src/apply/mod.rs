@@ -4,5 +4,6 @@
 //! the sinks that talk to the API server build on them.
 
 pub mod diff;
+pub mod live;
 pub mod rules;
 pub mod select;
