@@ -228,3 +228,40 @@ fn the_schema_accepts_the_durations_and_cron_expressions_lifeboat_accepts() {
         assert!(!ok, "the schema accepts {timeout:?} / {cron:?}");
     }
 }
+
+/// The configs shipped in deploy/ are what most users start from: they reference the schema
+/// for editors and pass it, as the examples do.
+#[test]
+fn the_deploy_configs_reference_and_pass_the_schema() {
+    use crate::support::{require, which};
+    let files: Vec<std::path::PathBuf> = [
+        "deploy/base/lifeboat.yaml",
+        "deploy/overlays/drills/lifeboat.yaml",
+        "deploy/overlays/resources/lifeboat.yaml",
+    ]
+    .iter()
+    .map(|f| repo_path(f))
+    .collect();
+    for path in &files {
+        let text = crate::support::read(path);
+        let first = text.lines().next().unwrap_or_default();
+        let target = first
+            .strip_prefix("# yaml-language-server: $schema=")
+            .unwrap_or_else(|| panic!("{} should start with the schema reference", path.display()));
+        let resolved = path.parent().unwrap().join(target);
+        assert!(
+            resolved.is_file(),
+            "{}: the schema reference {target} does not resolve",
+            path.display()
+        );
+    }
+    let Some(validator) = require("check-jsonschema", which("check-jsonschema")) else {
+        return;
+    };
+    let refs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    let (ok, output) = check_jsonschema(&validator, &refs);
+    assert!(
+        ok,
+        "deploy/**/lifeboat.yaml do not pass the schema:\n{output}"
+    );
+}
