@@ -16,30 +16,8 @@ use crate::keys::Identities;
 use crate::manifest::Manifest;
 use crate::store::Store;
 
-/// Which objects to write.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    /// Only this namespace (cluster-scoped objects are then skipped).
-    pub namespace: Option<String>,
-    /// Only this resource: `plural.group`, or `plural` for the core group.
-    pub resource: Option<String>,
-}
-
-impl Filter {
-    /// Whether an archive path passes the filter (index.json always does).
-    pub fn accepts(&self, path: &str) -> bool {
-        if path == "index.json" {
-            return true;
-        }
-        let Some((namespace, key)) = crate::archive::resource_of(path) else {
-            return false;
-        };
-        self.namespace
-            .as_deref()
-            .is_none_or(|want| namespace == Some(want))
-            && self.resource.as_deref().is_none_or(|want| want == key)
-    }
-}
+/// Which objects to write: the same filter apply and diff will use.
+pub use crate::objects::Filter;
 
 /// What was written.
 #[derive(Debug, Clone, Default)]
@@ -160,7 +138,7 @@ fn unpack<R: Read>(
     std::fs::create_dir(dir).map_err(|e| Unpack::Io(dir.to_path_buf(), e))?;
     crate::archive::read_entries(stored, plain_limit, |entry| {
         let path = entry.path;
-        if !filter.accepts(&path) {
+        if !filter.accepts_path(&path) {
             return Ok(());
         }
         let (target, decrypt) = match (path.strip_suffix(".age"), identities) {
@@ -232,28 +210,4 @@ fn create_new(path: &Path, mode: u32) -> io::Result<std::fs::File> {
         .create_new(true)
         .mode(mode)
         .open(path)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_filter_matches_namespaces_and_resource_keys() {
-        let f = Filter {
-            namespace: Some("app".into()),
-            resource: Some("deployments.apps".into()),
-        };
-        assert!(f.accepts("namespaces/app/apps/deployments/web.yaml"));
-        assert!(!f.accepts("namespaces/other/apps/deployments/web.yaml"));
-        assert!(!f.accepts("namespaces/app/core/configmaps/web.yaml"));
-        assert!(!f.accepts("cluster/rbac.authorization.k8s.io/clusterroles/view.yaml"));
-        assert!(f.accepts("index.json"));
-        let core = Filter {
-            namespace: None,
-            resource: Some("secrets".into()),
-        };
-        assert!(core.accepts("namespaces/app/core/secrets/db.yaml.age"));
-        assert!(!core.accepts("namespaces/app/core/configmaps/db.yaml"));
-    }
 }
