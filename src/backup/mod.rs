@@ -150,14 +150,14 @@ pub async fn resources_with_progress(
     let (client, api_server) = crate::kube::client_with_url(&cfg.kubernetes).await?;
     let selection = Selection::from(&cfg.resources);
     let discovered = source::kube::discover(&client, &selection).await?;
-    let export = source::kube::Export::new(
+    let export = source::kube::Export {
         client,
         api_server,
         discovered,
         selection,
-        cfg.resources.page_size,
+        page_size: cfg.resources.page_size,
         recipients,
-    );
+    };
     // The archive is not encrypted as a whole: the objects of encrypted resources are, each
     // on its own, so that `tar --zstd -t` lists the export.
     let encoding = encode::Settings {

@@ -328,35 +328,19 @@ impl Sink for ArchiveSink<'_> {
 /// The producer of a resource export: every selected resource listed into `resources.tar`,
 /// index.json last.
 pub struct Export {
-    client: kube::Client,
-    api_server: String,
-    discovered: Discovered,
-    selection: Selection,
-    page_size: u32,
-    recipients: Option<Vec<age::x25519::Recipient>>,
-}
-
-impl Export {
-    /// An export through `client` (connected to `api_server`) of what discovery found, with
-    /// objects of the selection's encrypted resources encrypted to `recipients` (in the clear
-    /// without them).
-    pub fn new(
-        client: kube::Client,
-        api_server: String,
-        discovered: Discovered,
-        selection: Selection,
-        page_size: u32,
-        recipients: Option<Vec<age::x25519::Recipient>>,
-    ) -> Export {
-        Export {
-            client,
-            api_server,
-            discovered,
-            selection,
-            page_size,
-            recipients,
-        }
-    }
+    /// The client, connected to `api_server`.
+    pub client: kube::Client,
+    /// The API server's URL, for the manifest and index.json.
+    pub api_server: String,
+    /// What discovery found: the resources to list.
+    pub discovered: Discovered,
+    /// Which namespaces to export, and which resources to encrypt.
+    pub selection: Selection,
+    /// Objects per LIST page (`resources.page_size`).
+    pub page_size: u32,
+    /// Recipients of the encrypted resources' objects; `None` stores them in the clear
+    /// (`encryption.allow_unencrypted`).
+    pub recipients: Option<Vec<age::x25519::Recipient>>,
 }
 
 impl Producer for Export {
