@@ -262,7 +262,9 @@ pub fn read_index(entry: Entry<'_>) -> Result<Vec<u8>, ReadError> {
     Ok(out)
 }
 
-pub use crate::objects::{object_path, resource_of};
+/// The archive path rule lives with the objects ([`crate::objects`]); readers of the archive
+/// reach it here too.
+pub use crate::objects::resource_of;
 
 /// Encrypts one object's YAML to the recipients, as a standalone age file.
 pub fn encrypt(recipients: &[age::x25519::Recipient], plain: &[u8]) -> io::Result<Vec<u8>> {
