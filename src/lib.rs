@@ -13,6 +13,7 @@ pub mod kube;
 pub mod leader;
 pub mod manifest;
 pub mod metrics;
+pub mod objects;
 pub mod plan;
 pub mod progress;
 pub mod prune;
