@@ -1,5 +1,6 @@
-//! The resource-export archive: a tar stream compressed with zstd, written as objects arrive.
-//! Paths follow `namespaces/<ns>/<group>/<resource>/<name>.yaml` and
+//! The resource-export archive: a tar stream, compressed with zstd by the encode stage, written
+//! as objects arrive.
+//! Paths follow the layout of [`crate::objects::object_path`]: `namespaces/<ns>/<group>/<resource>/<name>.yaml` and
 //! `cluster/<group>/<resource>/<name>.yaml` (the core group is `core`); objects of encrypted
 //! resources (Secrets by default) are `<name>.yaml.age`, each its own age file; `index.json` comes
 //! last. The archive itself is not encrypted, so `tar --zstd -t` lists it.
@@ -11,45 +12,25 @@
 
 use std::io::{self, Read, Write};
 
-use crate::encode::{Hashing, Tally};
-
-/// Writes the archive into `W`, tallying the stored (compressed) bytes.
-pub struct ArchiveWriter<W: Write> {
-    tar: tar::Builder<Counting<zstd::Encoder<'static, Hashing<W>>>>,
+/// Builds the archive's plain tar stream in memory, one entry at a time, for the caller to
+/// hand on in chunks ([`TarWriter::take`]); compression (and the stored tally) is the encode
+/// stage's job, as for every payload.
+pub struct TarWriter {
+    tar: tar::Builder<Vec<u8>>,
     mtime: u64,
     entries: u64,
 }
 
-/// Counts the tar bytes on their way into zstd (the payload's plain size).
-struct Counting<W> {
-    inner: W,
-    n: u64,
-}
-
-impl<W: Write> Write for Counting<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.n += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl<W: Write> ArchiveWriter<W> {
+impl TarWriter {
     /// Starts an archive; every entry gets `mtime` (the backup's start).
-    pub fn new(out: W, level: i32, mtime: u64) -> io::Result<Self> {
-        let mut z = zstd::Encoder::new(Hashing::new(out), level)?;
-        z.include_checksum(true)?;
-        let mut tar = tar::Builder::new(Counting { inner: z, n: 0 });
+    pub fn new(mtime: u64) -> Self {
+        let mut tar = tar::Builder::new(Vec::new());
         tar.mode(tar::HeaderMode::Deterministic);
-        Ok(ArchiveWriter {
+        TarWriter {
             tar,
             mtime,
             entries: 0,
-        })
+        }
     }
 
     /// Appends one file. Encrypted entries are mode 0600, others 0644.
@@ -64,25 +45,24 @@ impl<W: Write> ArchiveWriter<W> {
         Ok(())
     }
 
+    /// Tar bytes written since the last call.
+    pub fn buffered(&self) -> usize {
+        self.tar.get_ref().len()
+    }
+
+    /// Takes the tar bytes written since the last call.
+    pub fn take(&mut self) -> Vec<u8> {
+        std::mem::take(self.tar.get_mut())
+    }
+
     /// Entries written so far.
     pub fn entries(&self) -> u64 {
         self.entries
     }
 
-    /// Ends the tar and the zstd frame; returns the sink and the stored tally.
-    pub fn finish(self) -> io::Result<(W, Tally)> {
-        let counting = self.tar.into_inner()?;
-        let plain = counting.n;
-        let (mut out, stored_size, stored_sha256) = counting.inner.finish()?.finish();
-        out.flush()?;
-        Ok((
-            out,
-            Tally {
-                plain_size: plain,
-                stored_size,
-                stored_sha256,
-            },
-        ))
+    /// Ends the tar; returns the last bytes.
+    pub fn finish(self) -> io::Result<Vec<u8>> {
+        self.tar.into_inner()
     }
 }
 
@@ -282,38 +262,9 @@ pub fn read_index(entry: Entry<'_>) -> Result<Vec<u8>, ReadError> {
     Ok(out)
 }
 
-/// The resource key (`plural.group`, or `plural` for the core group) of an object's path, or
-/// `None` for a path that is not an object's (index.json).
-pub fn resource_of(path: &str) -> Option<(Option<&str>, String)> {
-    let parts: Vec<&str> = path.split('/').collect();
-    let (namespace, group, resource) = match parts.as_slice() {
-        ["namespaces", ns, group, resource, _] => (Some(*ns), *group, *resource),
-        ["cluster", group, resource, _] => (None, *group, *resource),
-        _ => return None,
-    };
-    let key = if group == "core" {
-        resource.to_string()
-    } else {
-        format!("{resource}.{group}")
-    };
-    Some((namespace, key))
-}
-
-/// The archive path of one object.
-pub fn object_path(
-    namespace: Option<&str>,
-    group: &str,
-    resource: &str,
-    name: &str,
-    encrypted: bool,
-) -> String {
-    let group = if group.is_empty() { "core" } else { group };
-    let suffix = if encrypted { ".yaml.age" } else { ".yaml" };
-    match namespace {
-        Some(ns) => format!("namespaces/{ns}/{group}/{resource}/{name}{suffix}"),
-        None => format!("cluster/{group}/{resource}/{name}{suffix}"),
-    }
-}
+/// The archive path rule lives with the objects ([`crate::objects`]); readers of the archive
+/// reach it here too.
+pub use crate::objects::resource_of;
 
 /// Encrypts one object's YAML to the recipients, as a standalone age file.
 pub fn encrypt(recipients: &[age::x25519::Recipient], plain: &[u8]) -> io::Result<Vec<u8>> {
@@ -332,30 +283,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_follow_the_documented_layout() {
-        assert_eq!(
-            object_path(Some("app"), "", "configmaps", "web", false),
-            "namespaces/app/core/configmaps/web.yaml"
-        );
-        assert_eq!(
-            object_path(Some("app"), "", "secrets", "db", true),
-            "namespaces/app/core/secrets/db.yaml.age"
-        );
-        assert_eq!(
-            object_path(
-                None,
-                "rbac.authorization.k8s.io",
-                "clusterroles",
-                "view",
-                false
-            ),
-            "cluster/rbac.authorization.k8s.io/clusterroles/view.yaml"
-        );
-    }
-
-    #[test]
     fn an_archive_lists_back_with_its_entries() {
-        let mut w = ArchiveWriter::new(Vec::new(), 3, 1_800_000_000).unwrap();
+        let mut w = TarWriter::new(1_800_000_000);
         w.add("cluster/core/namespaces/a.yaml", b"kind: Namespace\n")
             .unwrap();
         let long = format!(
@@ -364,10 +293,10 @@ mod tests {
             "d".repeat(200)
         );
         w.add(&long, b"kind: Deployment\n").unwrap();
+        let mut plain = w.take();
         w.add("index.json", b"{}").unwrap();
-        let (bytes, tally) = w.finish().unwrap();
-        assert_eq!(tally.stored_size, bytes.len() as u64);
-        let plain = zstd::decode_all(bytes.as_slice()).unwrap();
+        assert_eq!(w.entries(), 3);
+        plain.extend(w.finish().unwrap());
         let mut archive = tar::Archive::new(plain.as_slice());
         let names: Vec<String> = archive
             .entries()
@@ -384,12 +313,22 @@ mod tests {
         );
     }
 
+    /// An archive as an export stores it: the tar through the encode stage, unencrypted.
     fn archive(entries: &[(&str, &[u8])]) -> (Vec<u8>, u64) {
-        let mut w = ArchiveWriter::new(Vec::new(), 3, 1_800_000_000).unwrap();
+        let mut w = TarWriter::new(1_800_000_000);
         for (path, data) in entries {
             w.add(path, data).unwrap();
         }
-        let (bytes, tally) = w.finish().unwrap();
+        let tar = w.finish().unwrap();
+        let settings = crate::encode::Settings {
+            level: 3,
+            recipients: None,
+        };
+        let mut encoder = crate::encode::Encoder::new(&settings, Vec::new()).unwrap();
+        encoder.write_all(&tar).unwrap();
+        let (bytes, tally) = encoder.finish().unwrap();
+        assert_eq!(tally.plain_size, tar.len() as u64);
+        assert_eq!(tally.stored_size, bytes.len() as u64);
         (bytes, tally.plain_size)
     }
 

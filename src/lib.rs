@@ -14,6 +14,7 @@ pub mod kube;
 pub mod leader;
 pub mod manifest;
 pub mod metrics;
+pub mod objects;
 pub mod plan;
 pub mod progress;
 pub mod prune;

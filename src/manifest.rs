@@ -179,8 +179,8 @@ pub struct ResourcesSource {
     pub api_server: String,
     /// Its version (gitVersion).
     pub api_server_version: String,
-    /// `aggregated` or `legacy` discovery.
-    pub discovery: String,
+    /// How the API server's resources were discovered.
+    pub discovery: Discovery,
     /// Resources exported (kinds).
     pub resource_count: u64,
     /// Objects in the archive (index.json not counted).
@@ -249,9 +249,10 @@ pub struct Compression {
 /// Encryption of a payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Encryption {
-    /// `age` or `none`.
-    pub scheme: String,
-    /// The age recipients (X25519 public keys) the payload was encrypted to.
+    /// How the payload is encrypted.
+    pub scheme: Scheme,
+    /// The age recipients (X25519 public keys) the payload was encrypted to; empty for
+    /// [`Scheme::None`].
     #[serde(default)]
     pub recipients: Vec<String>,
 }
@@ -259,11 +260,122 @@ pub struct Encryption {
 impl Encryption {
     /// Whether the payload is encrypted at all.
     pub fn is_encrypted(&self) -> bool {
-        self.scheme != "none"
+        self.scheme != Scheme::None
+    }
+
+    /// Encrypted to `recipients`, or stored in the clear without them.
+    pub fn to(recipients: Option<&[age::x25519::Recipient]>) -> Encryption {
+        match recipients {
+            Some(r) => Encryption {
+                scheme: Scheme::Age,
+                recipients: r.iter().map(|r| r.to_string()).collect(),
+            },
+            None => Encryption {
+                scheme: Scheme::None,
+                recipients: vec![],
+            },
+        }
     }
 }
 
+/// How a payload is encrypted, written as `age` or `none` (as since the first manifest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// age, to X25519 recipients.
+    Age,
+    /// Not encrypted (`encryption.allow_unencrypted`, or a resource export, whose Secrets are
+    /// encrypted one by one inside the archive).
+    None,
+}
+
+/// How a resource export discovered the API server's resources, written as `aggregated` or
+/// `legacy` (in the manifest and in index.json).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Discovery {
+    /// One request for every group (`/apis` with the aggregated discovery media type).
+    Aggregated,
+    /// One request per group version, for servers without aggregated discovery.
+    Legacy,
+}
+
+impl Discovery {
+    /// The name written in the manifest and in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Discovery::Aggregated => "aggregated",
+            Discovery::Legacy => "legacy",
+        }
+    }
+}
+
+impl fmt::Display for Discovery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a backup's source reported about itself: the part of the manifest that differs
+/// between kinds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The etcd member a snapshot came from.
+    Etcd(EtcdSource),
+    /// The API server a resource export came from, and what it holds.
+    Resources(ResourcesSource),
+}
+
+impl Source {
+    /// The kind of backup these facts describe.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Source::Etcd(_) => Kind::Etcd,
+            Source::Resources(_) => Kind::Resources,
+        }
+    }
+}
+
+/// The facts of one finished backup run, from which its manifest is built.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// The backup's id.
+    pub id: BackupId,
+    /// The cluster name from the configuration.
+    pub cluster: String,
+    /// When the run started.
+    pub started_at: DateTime<Utc>,
+    /// When the payload was fully stored.
+    pub finished_at: DateTime<Utc>,
+    /// What the source reported.
+    pub source: Source,
+    /// The stored payload.
+    pub payload: Payload,
+}
+
 impl Manifest {
+    /// The manifest of a finished run, in the format this build writes: the one place a
+    /// manifest is put together.
+    pub fn new(run: Run) -> Manifest {
+        let kind = run.source.kind();
+        let (etcd, resources) = match run.source {
+            Source::Etcd(e) => (Some(e), None),
+            Source::Resources(r) => (None, Some(r)),
+        };
+        Manifest {
+            version: FORMAT_VERSION,
+            id: run.id,
+            cluster: run.cluster,
+            kind,
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+            lifeboat_version: crate::VERSION.to_string(),
+            etcd,
+            resources,
+            payload: run.payload,
+        }
+    }
+
     /// Why this manifest cannot stand for the directory `dir_id` of `cluster` and `kind`, if it
     /// describes another backup (copied or moved by hand, or tampered with).
     pub fn disagreement(&self, dir_id: &str, cluster: &str, kind: Kind) -> Option<String> {
@@ -348,7 +460,7 @@ mod tests {
                     level: 3,
                 },
                 encryption: Encryption {
-                    scheme: "age".into(),
+                    scheme: Scheme::Age,
                     recipients: vec!["age1example".into()],
                 },
             },
@@ -418,6 +530,106 @@ mod tests {
     fn garbage_is_invalid_not_a_panic() {
         let err = Manifest::from_json("a/manifest.json", b"{\"version\":1").unwrap_err();
         assert!(err.to_string().contains("a/manifest.json"));
+    }
+
+    /// Manifests written before the scheme and discovery mode were enums (plain strings then):
+    /// they must read back, and write again byte for byte.
+    #[test]
+    fn existing_manifest_json_round_trips() {
+        let etcd = r#"{
+  "version": 1,
+  "id": "20261127T135500Z-9f86d081884c7d65",
+  "cluster": "prod-eu-1",
+  "kind": "etcd",
+  "started_at": "2026-11-27T13:55:00.123456Z",
+  "finished_at": "2026-11-27T13:55:42Z",
+  "lifeboat_version": "0.2.0",
+  "etcd": {
+    "endpoint": "https://10.0.0.1:2379",
+    "server_version": "3.5.17",
+    "cluster_id": "cdf818194e3a8c32",
+    "member_id": "8e9e05c52164694d",
+    "revision": 1234,
+    "db_size": 20480,
+    "snapshot_sha256": "abababababababababababababababababababababababababababababababab",
+    "key_count": 42
+  },
+  "payload": {
+    "name": "snapshot.db.zst.age",
+    "plain_size": 20512,
+    "stored_size": 4096,
+    "stored_sha256": "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd",
+    "compression": {
+      "algorithm": "zstd",
+      "level": 3
+    },
+    "encryption": {
+      "scheme": "age",
+      "recipients": [
+        "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
+      ]
+    }
+  }
+}
+"#;
+        let resources = r#"{
+  "version": 1,
+  "id": "20261127T140000Z-1a2b",
+  "cluster": "prod-eu-1",
+  "kind": "resources",
+  "started_at": "2026-11-27T14:00:00Z",
+  "finished_at": "2026-11-27T14:00:09Z",
+  "lifeboat_version": "0.1.0",
+  "resources": {
+    "api_server": "https://10.0.0.1:6443",
+    "api_server_version": "v1.31.2",
+    "discovery": "legacy",
+    "resource_count": 40,
+    "objects": 812,
+    "encrypted_objects": 31,
+    "encrypted_resources": [
+      "secrets"
+    ],
+    "recipients": [],
+    "partial": false,
+    "errors": []
+  },
+  "payload": {
+    "name": "resources.tar.zst",
+    "plain_size": 1048576,
+    "stored_size": 90112,
+    "stored_sha256": "efefefefefefefefefefefefefefefefefefefefefefefefefefefefefefefef",
+    "compression": {
+      "algorithm": "zstd",
+      "level": 3
+    },
+    "encryption": {
+      "scheme": "none",
+      "recipients": []
+    }
+  }
+}
+"#;
+        let m = Manifest::from_json("etcd", etcd.as_bytes()).unwrap();
+        assert_eq!(m.payload.encryption.scheme, Scheme::Age);
+        assert!(m.payload.encryption.is_encrypted());
+        assert_eq!(String::from_utf8(m.to_json()).unwrap(), etcd);
+        let m = Manifest::from_json("resources", resources.as_bytes()).unwrap();
+        assert_eq!(m.payload.encryption.scheme, Scheme::None);
+        assert!(!m.payload.encryption.is_encrypted());
+        assert_eq!(m.resources.as_ref().unwrap().discovery, Discovery::Legacy);
+        assert_eq!(String::from_utf8(m.to_json()).unwrap(), resources);
+    }
+
+    #[test]
+    fn an_unknown_encryption_scheme_is_an_invalid_manifest() {
+        let json = String::from_utf8(sample("20261127T135500Z-1a2b".parse().unwrap()).to_json())
+            .unwrap()
+            .replace("\"scheme\": \"age\"", "\"scheme\": \"rot13\"");
+        assert!(matches!(
+            Manifest::from_json("k", json.as_bytes()),
+            Err(Error::Invalid { .. })
+        ));
     }
 
     proptest! {

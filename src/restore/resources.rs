@@ -3,6 +3,7 @@
 //! identity is given. The directory appears only when the whole download matched its manifest.
 //! Entries are streamed into a staging directory next to it (never read whole into memory),
 //! and the staging directory is moved into place only after the stored sha256 checked out.
+//! [`DirSink`] writes the same layout from a stream of objects, with the same file rules.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -14,32 +15,11 @@ use super::fetch::{Error, Latch};
 use crate::encode::Hashing;
 use crate::keys::Identities;
 use crate::manifest::Manifest;
+use crate::objects::{Object, Refused, Selection, Sink};
 use crate::store::Store;
 
-/// Which objects to write.
-#[derive(Debug, Clone, Default)]
-pub struct Filter {
-    /// Only this namespace (cluster-scoped objects are then skipped).
-    pub namespace: Option<String>,
-    /// Only this resource: `plural.group`, or `plural` for the core group.
-    pub resource: Option<String>,
-}
-
-impl Filter {
-    /// Whether an archive path passes the filter (index.json always does).
-    pub fn accepts(&self, path: &str) -> bool {
-        if path == "index.json" {
-            return true;
-        }
-        let Some((namespace, key)) = crate::archive::resource_of(path) else {
-            return false;
-        };
-        self.namespace
-            .as_deref()
-            .is_none_or(|want| namespace == Some(want))
-            && self.resource.as_deref().is_none_or(|want| want == key)
-    }
-}
+/// Which objects to write: the same filter apply and diff will use.
+pub use crate::objects::Filter;
 
 /// What was written.
 #[derive(Debug, Clone, Default)]
@@ -160,7 +140,7 @@ fn unpack<R: Read>(
     std::fs::create_dir(dir).map_err(|e| Unpack::Io(dir.to_path_buf(), e))?;
     crate::archive::read_entries(stored, plain_limit, |entry| {
         let path = entry.path;
-        if !filter.accepts(&path) {
+        if !filter.accepts_path(&path) {
             return Ok(());
         }
         let (target, decrypt) = match (path.strip_suffix(".age"), identities) {
@@ -171,13 +151,9 @@ fn unpack<R: Read>(
             }
             (None, _) => (path.clone(), None),
         };
-        let file = dir.join(&target);
-        if let Some(parent) = file.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Unpack::Io(parent.to_path_buf(), e))?;
-        }
-        let mode = if path.ends_with(".age") { 0o600 } else { 0o644 };
-        let mut out =
-            io::BufWriter::new(create_new(&file, mode).map_err(|e| Unpack::Io(file.clone(), e))?);
+        let (file, created) = create_file(dir, &target, path.ends_with(".age"))
+            .map_err(|(path, e)| Unpack::Io(path, e))?;
+        let mut out = io::BufWriter::new(created);
         // Reading fails (the archive) or writing does (the disk): tell them apart.
         let copied = match decrypt {
             Some(ids) => {
@@ -225,35 +201,154 @@ fn copy(from: &mut dyn Read, to: &mut impl io::Write) -> Result<(), Copy> {
     }
 }
 
-fn create_new(path: &Path, mode: u32) -> io::Result<std::fs::File> {
+/// Creates the file of archive path `path` under `dir`, as every writer of a restore directory
+/// does (the archive unpacked by [`to_dir`], objects from any source through [`DirSink`]):
+/// parents created, the file created new (never over one that exists), owner-only (0600) when
+/// `owner_only` (objects of encrypted resources, even once decrypted), 0644 otherwise.
+fn create_file(
+    dir: &Path,
+    path: &str,
+    owner_only: bool,
+) -> Result<(PathBuf, std::fs::File), (PathBuf, io::Error)> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
+    let file = dir.join(path);
+    if let Some(parent) = file.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| (parent.to_path_buf(), e))?;
+    }
+    let mode = if owner_only { 0o600 } else { 0o644 };
+    match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
-        .open(path)
+        .open(&file)
+    {
+        Ok(f) => Ok((file, f)),
+        Err(e) => Err((file, e)),
+    }
+}
+
+/// A directory in an export's layout filled from a stream of objects (the sink for sources
+/// other than an export archive, such as objects read from an etcd snapshot): each object as
+/// the YAML an export stores, never encrypted. Like [`to_dir`], it fills a staging directory
+/// next to `dir`, which [`DirSink::finish`] moves into place.
+pub struct DirSink {
+    dir: PathBuf,
+    partial: PathBuf,
+    selection: Selection,
+    report: Report,
+}
+
+impl DirSink {
+    /// Starts filling `dir`, which must not exist. `selection` says which resources are
+    /// encrypted in an export: their files are owner-only.
+    pub fn create(dir: &Path, selection: Selection) -> Result<DirSink, Error> {
+        if dir.exists() {
+            return Err(Error::OutputExists {
+                path: dir.to_path_buf(),
+            });
+        }
+        let partial = super::fetch::partial_path(dir);
+        std::fs::create_dir(&partial).map_err(|source| Error::Output {
+            path: partial.clone(),
+            source,
+        })?;
+        Ok(DirSink {
+            dir: dir.to_path_buf(),
+            partial,
+            selection,
+            report: Report::default(),
+        })
+    }
+
+    /// Moves the finished directory into place and says what was written.
+    pub fn finish(self) -> Result<Report, Error> {
+        std::fs::rename(&self.partial, &self.dir).map_err(|source| Error::Output {
+            path: self.dir.clone(),
+            source,
+        })?;
+        Ok(self.report)
+    }
+
+    /// Removes what was written (the source failed).
+    pub fn abandon(self) {
+        let _ = std::fs::remove_dir_all(&self.partial);
+    }
+}
+
+impl Sink for DirSink {
+    async fn put(&mut self, obj: Object) -> Result<bool, Refused> {
+        let path = obj.path(false);
+        let yaml = obj
+            .to_yaml()
+            .map_err(|e| Refused::Object(format!("cannot serialize {} as YAML: {e}", obj.name)))?;
+        let owner_only = self.selection.encrypts(&obj.resource.key());
+        let dir = self.partial.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let (file, mut f) = create_file(&dir, &path, owner_only)?;
+            f.write_all(&yaml).map_err(|e| (file.clone(), e))
+        })
+        .await
+        .map_err(|e| Refused::Object(format!("writing {} failed: {e}", obj.name)))?;
+        written.map_err(|(file, e)| {
+            Refused::Object(format!("cannot write {}: {e}", file.display()))
+        })?;
+        self.report.written += 1;
+        Ok(false)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
-    #[test]
-    fn the_filter_matches_namespaces_and_resource_keys() {
-        let f = Filter {
-            namespace: Some("app".into()),
-            resource: Some("deployments.apps".into()),
+    fn resource(group: &str, kind: &str, plural: &str) -> Arc<crate::objects::ResourceType> {
+        Arc::new(crate::objects::ResourceType {
+            group: group.into(),
+            version: "v1".into(),
+            kind: kind.into(),
+            plural: plural.into(),
+            namespaced: true,
+        })
+    }
+
+    #[tokio::test]
+    async fn objects_land_in_the_export_layout_and_secrets_are_owner_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("restored");
+        let selection = Selection {
+            encrypt_resources: vec!["secrets".into()],
+            ..Selection::default()
         };
-        assert!(f.accepts("namespaces/app/apps/deployments/web.yaml"));
-        assert!(!f.accepts("namespaces/other/apps/deployments/web.yaml"));
-        assert!(!f.accepts("namespaces/app/core/configmaps/web.yaml"));
-        assert!(!f.accepts("cluster/rbac.authorization.k8s.io/clusterroles/view.yaml"));
-        assert!(f.accepts("index.json"));
-        let core = Filter {
-            namespace: None,
-            resource: Some("secrets".into()),
-        };
-        assert!(core.accepts("namespaces/app/core/secrets/db.yaml.age"));
-        assert!(!core.accepts("namespaces/app/core/configmaps/db.yaml"));
+        let mut sink = DirSink::create(&dir, selection.clone()).unwrap();
+        let secret = Object::new(
+            resource("", "Secret", "secrets"),
+            serde_json::json!({"metadata": {"name": "db", "namespace": "app", "uid": "x"}, "data": {"k": "dg=="}}),
+        );
+        let web = Object::new(
+            resource("apps", "Deployment", "deployments"),
+            serde_json::json!({"metadata": {"name": "web", "namespace": "app"}}),
+        );
+        sink.put(secret.clone()).await.unwrap();
+        sink.put(web).await.unwrap();
+        assert!(!dir.exists(), "nothing in place before finish");
+        assert_eq!(sink.finish().unwrap().written, 2);
+
+        let secret_file = dir.join("namespaces/app/core/secrets/db.yaml");
+        assert_eq!(
+            std::fs::read(&secret_file).unwrap(),
+            secret.to_yaml().unwrap()
+        );
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&secret_file), 0o600);
+        assert_eq!(
+            mode(&dir.join("namespaces/app/apps/deployments/web.yaml")),
+            0o644
+        );
+        assert!(matches!(
+            DirSink::create(&dir, selection),
+            Err(Error::OutputExists { .. })
+        ));
     }
 }

@@ -7,13 +7,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use thiserror::Error;
-use tokio::sync::mpsc;
 use tokio::time::timeout;
 use url::Url;
 
 use crate::config;
-use crate::manifest::EtcdSource;
+use crate::manifest::{self, BackupId, EtcdSource, Kind};
 use crate::snapshot::{self, TrailerCheck};
+use crate::source::{Closed, Output, Produced, Producer, Started};
 use crate::store::chain;
 
 /// Why the snapshot could not be taken.
@@ -477,10 +477,7 @@ impl Member {
 
     /// Streams the snapshot into `out`, verifying etcd's trailing hash as it goes. A stall
     /// longer than the configured timeout, a broken stream or a bad hash fail the snapshot.
-    pub async fn stream_snapshot(
-        mut self,
-        out: mpsc::Sender<Bytes>,
-    ) -> Result<snapshot::Verified, Error> {
+    pub async fn stream_snapshot(mut self, out: Output) -> Result<snapshot::Verified, Error> {
         let endpoint = self.status.endpoint.clone();
         let mut check = TrailerCheck::new();
         let broke = |received: u64, e: &etcd_client::Error| Error::Stream {
@@ -512,7 +509,7 @@ impl Member {
             check.update(blob);
             out.send(Bytes::copy_from_slice(blob))
                 .await
-                .map_err(|_| Error::Cancelled)?;
+                .map_err(|Closed| Error::Cancelled)?;
         }
         if let Some(left) = remaining.filter(|&r| r != 0) {
             return Err(Error::Stream {
@@ -528,6 +525,40 @@ impl Member {
         })?;
         tracing::debug!(endpoint = %endpoint, bytes = received, "Snapshot stream complete.");
         Ok(verified)
+    }
+}
+
+/// A member is the producer of an etcd backup: its snapshot stream, checked against etcd's own
+/// hash, and the status it reported.
+impl Producer for Member {
+    fn kind(&self) -> Kind {
+        Kind::Etcd
+    }
+
+    fn stem(&self) -> &'static str {
+        "snapshot.db"
+    }
+
+    /// The database size the member reported, plus etcd's 32-byte trailing hash.
+    fn expected_size(&self) -> Option<u64> {
+        u64::try_from(self.status.db_size)
+            .ok()
+            .filter(|&n| n > 0)
+            .map(|n| n + snapshot::HASH_LEN as u64)
+    }
+
+    fn log_start(&self, id: &BackupId) {
+        let status = &self.status;
+        tracing::info!(backup_id = %id, endpoint = %status.endpoint, revision = status.revision, db_size = status.db_size, "Snapshot started.");
+    }
+
+    async fn produce(self, _run: &Started, out: Output) -> Produced<manifest::Source> {
+        let status = self.status.clone();
+        match self.stream_snapshot(out).await {
+            Ok(verified) => Produced::Done(manifest::Source::Etcd(status.into_manifest(verified))),
+            Err(Error::Cancelled) => Produced::Cancelled,
+            Err(e) => Produced::Failed(e.into()),
+        }
     }
 }
 

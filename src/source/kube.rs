@@ -9,15 +9,18 @@
 //! every relist) is recorded with the reason, and the others are still exported.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use bytes::Bytes;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope, verbs};
 use serde::Serialize;
-use serde_json::Value;
 use thiserror::Error;
-use tokio::sync::mpsc;
 
-use crate::config;
+use crate::archive::TarWriter;
+use crate::manifest::{self, BackupId, Kind, ResourcesSource};
+use crate::objects::{self, Object, Refused, ResourceType, Selection, Sink};
+use crate::source::{Closed, Output, Produced, Producer, Started};
 use crate::store::chain;
 
 /// Why the export could not start.
@@ -34,12 +37,29 @@ pub enum Error {
 /// One resource to export.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// Group, version, kind and plural.
+    /// Group, version, kind and plural, as the API client needs them.
     pub ar: ApiResource,
-    /// Namespaced or cluster-scoped.
-    pub namespaced: bool,
+    /// The same, as objects carry it.
+    pub resource: Arc<ResourceType>,
     /// `plural.group`, or `plural` for the core group: the name used in config and messages.
     pub key: String,
+}
+
+impl Target {
+    fn new(ar: ApiResource, namespaced: bool) -> Target {
+        let resource = ResourceType {
+            group: ar.group.clone(),
+            version: ar.version.clone(),
+            kind: ar.kind.clone(),
+            plural: ar.plural.clone(),
+            namespaced,
+        };
+        Target {
+            key: resource.key(),
+            resource: Arc::new(resource),
+            ar,
+        }
+    }
 }
 
 /// What discovery found.
@@ -47,19 +67,10 @@ pub struct Target {
 pub struct Discovered {
     /// The resources to export, sorted by key.
     pub targets: Vec<Target>,
-    /// `aggregated` or `legacy`.
-    pub mode: &'static str,
+    /// How they were discovered.
+    pub mode: manifest::Discovery,
     /// The API server's gitVersion.
     pub server_version: String,
-}
-
-/// One object ready for the archive.
-#[derive(Debug)]
-pub struct Item {
-    /// Its archive path.
-    pub path: String,
-    /// Its YAML, possibly age-encrypted.
-    pub data: Vec<u8>,
 }
 
 /// How one resource's export went (recorded in index.json).
@@ -91,29 +102,20 @@ pub struct ResourceResult {
     pub error: Option<String>,
 }
 
-/// The `plural.group` key of a resource.
-pub fn resource_key(ar: &ApiResource) -> String {
-    if ar.group.is_empty() {
-        ar.plural.clone()
-    } else {
-        format!("{}.{}", ar.plural, ar.group)
-    }
-}
-
-/// Discovers the resources to export under the configured filters.
-pub async fn discover(client: &kube::Client, cfg: &config::Resources) -> Result<Discovered, Error> {
+/// Discovers the resources to export under the configured selection.
+pub async fn discover(client: &kube::Client, selection: &Selection) -> Result<Discovered, Error> {
     let failed = |e: kube::Error| Error::Discovery { reason: chain(&e) };
     // A server without aggregated discovery may answer the legacy document, which parses as an
     // empty aggregated list: only a result that has the core group counts as aggregated.
     let (discovery, mode) = match Discovery::new(client.clone()).run_aggregated().await {
-        Ok(d) if d.has_group("") => (d, "aggregated"),
+        Ok(d) if d.has_group("") => (d, manifest::Discovery::Aggregated),
         other => {
             if let Err(e) = other {
                 tracing::debug!(error = %chain(&e), "Aggregated discovery unavailable; using per-group discovery.");
             }
             (
                 Discovery::new(client.clone()).run().await.map_err(failed)?,
-                "legacy",
+                manifest::Discovery::Legacy,
             )
         }
     };
@@ -126,14 +128,9 @@ pub async fn discover(client: &kube::Client, cfg: &config::Resources) -> Result<
         .groups()
         .flat_map(|g| g.recommended_resources())
         .filter(|(_, caps): &(ApiResource, ApiCapabilities)| caps.supports_operation(verbs::LIST))
-        .map(|(ar, caps)| Target {
-            key: resource_key(&ar),
-            namespaced: caps.scope == Scope::Namespaced,
-            ar,
-        })
+        .map(|(ar, caps)| Target::new(ar, caps.scope == Scope::Namespaced))
         .filter(|t| !t.ar.plural.contains('/'))
-        .filter(|t| cfg.include_resources.is_empty() || cfg.include_resources.contains(&t.key))
-        .filter(|t| !cfg.exclude_resources.contains(&t.key))
+        .filter(|t| selection.resource(&t.key))
         .collect();
     if targets.is_empty() {
         return Err(Error::Discovery {
@@ -149,49 +146,26 @@ pub async fn discover(client: &kube::Client, cfg: &config::Resources) -> Result<
     })
 }
 
-/// Removes what must not be re-applied, as documented in docs/FORMAT.md: server-set metadata
-/// (managedFields, resourceVersion, uid, creationTimestamp, generation, selfLink) and status.
-pub fn clean(mut obj: Value, ar: &ApiResource) -> Value {
-    if let Some(map) = obj.as_object_mut() {
-        map.remove("status");
-        map.insert("apiVersion".into(), Value::String(ar.api_version.clone()));
-        map.insert("kind".into(), Value::String(ar.kind.clone()));
-        if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
-            for field in [
-                "managedFields",
-                "resourceVersion",
-                "uid",
-                "creationTimestamp",
-                "generation",
-                "selfLink",
-            ] {
-                meta.remove(field);
-            }
-        }
-    }
-    obj
-}
-
 /// How many times one resource's list restarts after `410 Gone` before it is given up as partial.
 pub const MAX_RESTARTS: u32 = 5;
 
-/// Lists one resource page by page into `out`. Never fails the whole export: errors end up in
-/// the result. Returns `Err(Cancelled)` only when the archive stage went away.
+/// Lists one resource page by page, cleaned objects of the selected namespaces into `out`.
+/// Never fails the whole export: errors end up in the result. Returns `Err(Cancelled)` only
+/// when the sink went away.
 pub async fn export(
     client: &kube::Client,
     target: &Target,
-    cfg: &config::Resources,
-    recipients: Option<&[age::x25519::Recipient]>,
-    out: &mpsc::Sender<Item>,
+    selection: &Selection,
+    page_size: u32,
+    out: &mut impl Sink,
 ) -> Result<ResourceResult, Error> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &target.ar);
-    let encrypt = cfg.encrypt_resources.contains(&target.key);
     let mut result = ResourceResult {
         resource: target.key.clone(),
         group: target.ar.group.clone(),
         version: target.ar.version.clone(),
         kind: target.ar.kind.clone(),
-        namespaced: target.namespaced,
+        namespaced: target.resource.namespaced,
         objects: 0,
         encrypted: 0,
         resource_version: None,
@@ -202,7 +176,7 @@ pub async fn export(
     let mut listed = Listed::default();
     let mut token: Option<String> = None;
     loop {
-        let mut params = ListParams::default().limit(cfg.page_size);
+        let mut params = ListParams::default().limit(page_size);
         if let Some(t) = &token {
             params = params.continue_token(t);
         }
@@ -238,10 +212,12 @@ pub async fn export(
             .continue_
             .as_deref()
             .is_some_and(|c| !c.is_empty());
-        for obj in &page.items {
-            let name = obj.metadata.name.clone().unwrap_or_default();
-            let namespace = obj.metadata.namespace.clone();
-            let order_key = format!("{}/{name}", namespace.as_deref().unwrap_or(""));
+        for obj in page.items {
+            let order_key = format!(
+                "{}/{}",
+                obj.metadata.namespace.as_deref().unwrap_or(""),
+                obj.metadata.name.as_deref().unwrap_or("")
+            );
             match listed.see(order_key) {
                 Seen::New => {}
                 Seen::Again => {
@@ -249,51 +225,29 @@ pub async fn export(
                     continue;
                 }
             }
-            if target.namespaced {
-                let ns = namespace.as_deref().unwrap_or("");
-                if (!cfg.include_namespaces.is_empty()
-                    && !cfg.include_namespaces.iter().any(|n| n == ns))
-                    || cfg.exclude_namespaces.iter().any(|n| n == ns)
-                {
-                    continue;
-                }
-            }
-            let path = crate::archive::object_path(
-                target
-                    .namespaced
-                    .then_some(namespace.as_deref().unwrap_or("default")),
-                &target.ar.group,
-                &target.ar.plural,
-                &name,
-                encrypt && recipients.is_some(),
-            );
-            let yaml = match serde_json::to_value(obj)
-                .map_err(|e| e.to_string())
-                .and_then(|v| {
-                    serde_saphyr::to_string(&clean(v, &target.ar)).map_err(|e| e.to_string())
-                }) {
-                Ok(y) => y.into_bytes(),
+            let name = obj.metadata.name.clone().unwrap_or_default();
+            let raw = match serde_json::to_value(obj) {
+                Ok(v) => v,
                 Err(e) => {
                     result.error = Some(format!("{}: cannot serialize {name}: {e}", target.key));
                     return Ok(result);
                 }
             };
-            let (data, encrypted) = match (encrypt, recipients) {
-                (true, Some(r)) => match crate::archive::encrypt(r, &yaml) {
-                    Ok(d) => (d, true),
-                    Err(e) => {
-                        result.error =
-                            Some(format!("{}: encrypting {name} failed: {e}", target.key));
-                        return Ok(result);
-                    }
-                },
-                _ => (yaml, false),
-            };
-            out.send(Item { path, data })
-                .await
-                .map_err(|_| Error::Cancelled)?;
-            result.encrypted += u64::from(encrypted);
-            result.objects += 1;
+            let object = Object::new(target.resource.clone(), raw);
+            if !selection.namespace(object.namespace.as_deref()) {
+                continue;
+            }
+            match out.put(object).await {
+                Ok(encrypted) => {
+                    result.encrypted += u64::from(encrypted);
+                    result.objects += 1;
+                }
+                Err(Refused::Object(reason)) => {
+                    result.error = Some(format!("{}: {reason}", target.key));
+                    return Ok(result);
+                }
+                Err(Refused::Closed) => return Err(Error::Cancelled),
+            }
         }
         if first_page && more {
             // The server announces how many objects the whole list holds; a shortfall at its
@@ -315,6 +269,162 @@ pub async fn export(
                 return Ok(result);
             }
         }
+    }
+}
+
+/// Tar bytes gathered before they are handed to the encode stage (etcd's chunk size, too).
+const TAR_CHUNK: usize = 32 * 1024;
+
+/// The export's sink: each object encoded ([`objects::encode`]) into the archive's tar stream,
+/// handed on in [`TAR_CHUNK`] pieces.
+struct ArchiveSink<'a> {
+    tar: TarWriter,
+    selection: &'a Selection,
+    recipients: Option<&'a [age::x25519::Recipient]>,
+    out: Output,
+}
+
+impl ArchiveSink<'_> {
+    /// Appends one file to the tar stream.
+    async fn add(&mut self, path: &str, data: &[u8]) -> Result<(), Refused> {
+        self.tar
+            .add(path, data)
+            .map_err(|e| Refused::Object(format!("adding {path} to the archive failed: {e}")))?;
+        if self.tar.buffered() >= TAR_CHUNK {
+            let chunk = self.tar.take();
+            send(&self.out, chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the tar stream and hands on its last bytes.
+    async fn finish(self) -> Result<(), Refused> {
+        let last = self
+            .tar
+            .finish()
+            .map_err(|e| Refused::Object(format!("ending the archive failed: {e}")))?;
+        send(&self.out, last).await
+    }
+}
+
+async fn send(out: &Output, bytes: Vec<u8>) -> Result<(), Refused> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    out.send(Bytes::from(bytes))
+        .await
+        .map_err(|Closed| Refused::Closed)
+}
+
+impl Sink for ArchiveSink<'_> {
+    async fn put(&mut self, obj: Object) -> Result<bool, Refused> {
+        let encoded =
+            objects::encode(&obj, self.selection, self.recipients).map_err(Refused::Object)?;
+        self.add(&encoded.path, &encoded.data).await?;
+        Ok(encoded.encrypted)
+    }
+}
+
+/// The producer of a resource export: every selected resource listed into `resources.tar`,
+/// index.json last.
+pub struct Export {
+    /// The client, connected to `api_server`.
+    pub client: kube::Client,
+    /// The API server's URL, for the manifest and index.json.
+    pub api_server: String,
+    /// What discovery found: the resources to list.
+    pub discovered: Discovered,
+    /// Which namespaces to export, and which resources to encrypt.
+    pub selection: Selection,
+    /// Objects per LIST page (`resources.page_size`).
+    pub page_size: u32,
+    /// Recipients of the encrypted resources' objects; `None` stores them in the clear
+    /// (`encryption.allow_unencrypted`).
+    pub recipients: Option<Vec<age::x25519::Recipient>>,
+}
+
+impl Producer for Export {
+    fn kind(&self) -> Kind {
+        Kind::Resources
+    }
+
+    fn stem(&self) -> &'static str {
+        "resources.tar"
+    }
+
+    fn log_start(&self, id: &BackupId) {
+        tracing::info!(backup_id = %id, api_server = %self.api_server, resources = self.discovered.targets.len(), discovery = %self.discovered.mode, "Resource export started.");
+    }
+
+    async fn produce(self, run: &Started, out: Output) -> Produced<manifest::Source> {
+        let mut sink = ArchiveSink {
+            tar: TarWriter::new(run.started_at.timestamp().max(0) as u64),
+            selection: &self.selection,
+            recipients: self.recipients.as_deref(),
+            out,
+        };
+        let targets = &self.discovered.targets;
+        let mut results = Vec::with_capacity(targets.len());
+        for target in targets {
+            match export(
+                &self.client,
+                target,
+                &self.selection,
+                self.page_size,
+                &mut sink,
+            )
+            .await
+            {
+                Ok(r) => results.push(r),
+                Err(_) => return Produced::Cancelled,
+            }
+        }
+        let objects: u64 = results.iter().map(|r| r.objects).sum();
+        let encrypted_objects: u64 = results.iter().map(|r| r.encrypted).sum();
+        let errors: Vec<String> = results.iter().filter_map(|r| r.error.clone()).collect();
+        let index = serde_json::json!({
+            "version": 1,
+            "cluster": run.cluster,
+            "started_at": run.started_at,
+            "api_server": self.api_server,
+            "api_server_version": self.discovered.server_version,
+            "discovery": self.discovered.mode,
+            "objects": objects,
+            "encrypted_objects": encrypted_objects,
+            "errors": errors,
+            "resources": results,
+        });
+        let index = serde_json::to_vec_pretty(&index).expect("index serializes");
+        let ended = match sink.add("index.json", &index).await {
+            Ok(()) => sink.finish().await,
+            Err(e) => Err(e),
+        };
+        match ended {
+            Ok(()) => {}
+            Err(Refused::Closed) => return Produced::Cancelled,
+            Err(Refused::Object(reason)) => {
+                return Produced::Failed(
+                    crate::encode::Error::Io(std::io::Error::other(reason)).into(),
+                );
+            }
+        }
+        Produced::Done(manifest::Source::Resources(ResourcesSource {
+            api_server: self.api_server,
+            api_server_version: self.discovered.server_version,
+            discovery: self.discovered.mode,
+            resource_count: results.len() as u64,
+            objects,
+            encrypted_objects,
+            encrypted_resources: self.selection.encrypt_resources.clone(),
+            recipients: self
+                .recipients
+                .iter()
+                .flatten()
+                .map(|r| r.to_string())
+                .collect(),
+            partial: !errors.is_empty(),
+            errors,
+        }))
     }
 }
 

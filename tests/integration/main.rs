@@ -13,6 +13,7 @@ mod etcd_yaml;
 mod export_order;
 mod faults;
 mod guided_restore;
+mod in_memory;
 mod kube_api_server;
 mod leadership;
 mod prometheus;

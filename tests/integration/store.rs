@@ -69,7 +69,7 @@ async fn put_backup_of(store: &Store, cluster: &str, id: &BackupId, payload: &[u
                 level: 3,
             },
             encryption: Encryption {
-                scheme: "none".into(),
+                scheme: lifeboat::manifest::Scheme::None,
                 recipients: vec![],
             },
         },
