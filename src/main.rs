@@ -94,7 +94,9 @@ impl std::io::Write for RedactingStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         // tracing's formatter writes each event whole, so a URL is never split across calls.
         let text = String::from_utf8_lossy(buf);
-        std::io::stderr().write_all(lifeboat::error::redact_urls(&text).as_bytes())?;
+        let text = lifeboat::error::redact_urls(&text);
+        // Above a progress bar, if one is drawn, not through it.
+        cli::progress::above_bar(|| std::io::stderr().write_all(text.as_bytes()))?;
         Ok(buf.len())
     }
 

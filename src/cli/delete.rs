@@ -117,3 +117,45 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_newest_full;
+
+    fn manifest(id: &str, partial: bool) -> lifeboat::manifest::Manifest {
+        serde_json::from_value(serde_json::json!({
+            "version": 1, "id": id, "cluster": "c", "kind": "resources",
+            "started_at": "2026-12-01T10:00:00Z", "finished_at": "2026-12-01T10:00:05Z",
+            "lifeboat_version": "test",
+            "resources": {
+                "api_server": "https://k", "api_server_version": "v1.31.0",
+                "discovery": "aggregated", "resource_count": 1, "objects": 1,
+                "encrypted_objects": 0, "encrypted_resources": [], "recipients": [],
+                "partial": partial, "errors": []
+            },
+            "payload": {
+                "name": "resources.tar.zst", "plain_size": 3, "stored_size": 3,
+                "stored_sha256": "00", "compression": { "algorithm": "zstd", "level": 3 },
+                "encryption": { "scheme": "none", "recipients": [] }
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_the_newest_full_backup_needs_force() {
+        let old = "20261201T100000Z-0000000000000001";
+        let full = "20261201T110000Z-0000000000000002";
+        let partial = "20261201T120000Z-0000000000000003";
+        let listing = [
+            manifest(old, false),
+            manifest(full, false),
+            manifest(partial, true),
+        ];
+        assert!(is_newest_full(&listing, full));
+        assert!(!is_newest_full(&listing, old));
+        // A newer partial export does not protect itself, nor take the full one's place.
+        assert!(!is_newest_full(&listing, partial));
+        assert!(!is_newest_full(&[], full));
+    }
+}

@@ -288,3 +288,13 @@ pub fn human_bytes(n: u64) -> String {
         format!("{value:.1} {}", UNITS[unit])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definitions_are_consistent() {
+        // clap's own checks (duplicate short flags, bad conflicts) over every subcommand.
+        super::command().debug_assert();
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
+}

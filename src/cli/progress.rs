@@ -13,6 +13,25 @@ use tokio_util::sync::CancellationToken;
 /// How often a log line is written when stderr is not a terminal.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// The bar on screen, if any, so that log lines are written above it instead of through it.
+static ON_SCREEN: std::sync::Mutex<Option<ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Runs `write` (a write to stderr) with the bar on screen, if any, hidden meanwhile; the bar
+/// is drawn again below what was written.
+pub fn above_bar<R>(write: impl FnOnce() -> R) -> R {
+    let bar = ON_SCREEN.lock().ok().and_then(|b| b.clone());
+    match bar {
+        Some(bar) => bar.suspend(write),
+        None => write(),
+    }
+}
+
+fn set_on_screen(bar: Option<ProgressBar>) {
+    if let Ok(mut slot) = ON_SCREEN.lock() {
+        *slot = bar;
+    }
+}
+
 /// A running display of one operation; [`Ticker::finish`] removes it.
 pub struct Ticker {
     stop: CancellationToken,
@@ -54,6 +73,7 @@ async fn bar(what: String, progress: Arc<Progress>, stop: CancellationToken) {
         ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("a valid template");
     bar.set_style(waiting);
     bar.set_message(what);
+    set_on_screen(Some(bar.clone()));
     let (mut has_total, mut has_bytes) = (false, false);
     loop {
         if let (Some(total), false) = (progress.total(), has_total) {
@@ -71,6 +91,7 @@ async fn bar(what: String, progress: Arc<Progress>, stop: CancellationToken) {
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
     }
+    set_on_screen(None);
     bar.finish_and_clear();
 }
 
@@ -83,12 +104,13 @@ async fn log_lines(what: String, progress: Arc<Progress>, stop: CancellationToke
         }
         let done = progress.done();
         let total = progress.total();
-        tracing::info!(
-            bytes = done,
-            total_bytes = total,
-            "{}",
-            line(&what, done, total, started.elapsed())
-        );
+        let text = line(&what, done, total, started.elapsed());
+        if done == 0 && total.is_none() {
+            // Nothing counted (yet): no byte fields that would claim zero progress.
+            tracing::info!("{text}");
+        } else {
+            tracing::info!(bytes = done, total_bytes = total, "{text}");
+        }
     }
 }
 
