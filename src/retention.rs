@@ -32,7 +32,7 @@ pub enum Error {
 /// Rules follow restic's `forget`: a backup is kept if any rule keeps it, then `max_age` deletes
 /// what is older than it. The newest complete backup is always kept, whatever the policy. Periods
 /// (hour, day, ISO week, month, year) are taken in the plan's time zone.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionPolicy {
     /// Keep the `n` newest complete backups, whatever their age.
@@ -62,6 +62,7 @@ pub struct RetentionPolicy {
         with = "max_age_serde",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(with = "Option<crate::config::schema::DurationText>")]
     pub max_age: Option<Duration>,
 }
 

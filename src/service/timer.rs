@@ -109,20 +109,25 @@ fn until(to: DateTime<Utc>, from: DateTime<Utc>) -> Duration {
     (to - from).to_std().unwrap_or_default()
 }
 
+/// A wall clock for tests of the timer and of the loops built on it.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Mutex;
+pub mod test_clock {
+    use std::sync::{Arc, Mutex};
+
+    use chrono::{DateTime, Utc};
+    use tokio::time::Instant;
+
+    use super::WallClock;
 
     /// A wall clock that follows tokio's (paused) clock from `base`, plus steps made by the test.
-    struct SteppedClock {
+    pub struct SteppedClock {
         base: DateTime<Utc>,
         start: Instant,
         step: Mutex<chrono::Duration>,
     }
 
     impl SteppedClock {
-        fn at(base: &str) -> Arc<SteppedClock> {
+        pub fn at(base: &str) -> Arc<SteppedClock> {
             Arc::new(SteppedClock {
                 base: base.parse().unwrap(),
                 start: Instant::now(),
@@ -130,7 +135,7 @@ mod tests {
             })
         }
 
-        fn step(&self, seconds: i64) {
+        pub fn step(&self, seconds: i64) {
             *self.step.lock().unwrap() += chrono::Duration::seconds(seconds);
         }
     }
@@ -141,6 +146,12 @@ mod tests {
             self.base + elapsed + *self.step.lock().unwrap()
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_clock::SteppedClock;
+    use super::*;
 
     fn schedule(expr: &str) -> Schedule {
         Schedule::parse(expr, "UTC").unwrap()
