@@ -223,14 +223,9 @@ async fn every_reporting_command_prints_one_json_document() {
     assert!(keys["identity"].is_null());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn list_all_clusters_shows_every_cluster_under_the_prefix() {
-    let Some(etcd_bin) = require_version(Version::V35) else {
-        return;
-    };
-    let etcd = Etcd::start(Version::V35, &etcd_bin);
-    let store = crate::support::tempdir();
-    let setup = Setup::new(StoreAt::File(store.path().to_path_buf()), &etcd.client_url);
+/// Backs up two clusters into `store` and checks that `list --all-clusters` shows both.
+fn all_clusters_listed(store: StoreAt, etcd: &Etcd, what: &str) {
+    let setup = Setup::new(store, &etcd.client_url);
     let mut a = Lifeboat::new(setup.clone());
     a.cluster = "alpha".into();
     a.write_config(&setup);
@@ -241,21 +236,52 @@ async fn list_all_clusters_shows_every_cluster_under_the_prefix() {
     let id_b = json(&b, "backup", &["backup", "etcd"])["id"].clone();
 
     let own = json(&a, "list", &["list"]);
-    assert_eq!(own["backups"].as_array().unwrap().len(), 1);
+    assert_eq!(own["backups"].as_array().unwrap().len(), 1, "{what}");
     let all = json(&a, "list", &["list", "--all-clusters"]);
-    assert_eq!(all["clusters"], serde_json::json!(["alpha", "beta"]));
+    assert_eq!(
+        all["clusters"],
+        serde_json::json!(["alpha", "beta"]),
+        "{what}"
+    );
     let listed: Vec<_> = all["backups"]
         .as_array()
         .unwrap()
         .iter()
         .map(|m| (m["cluster"].clone(), m["id"].clone()))
         .collect();
-    assert_eq!(listed, vec![("alpha".into(), id_a), ("beta".into(), id_b)]);
+    assert_eq!(
+        listed,
+        vec![("alpha".into(), id_a), ("beta".into(), id_b)],
+        "{what}"
+    );
     let text = a.ok(&["list", "--all-clusters"]);
     assert!(
         text.starts_with("CLUSTER") && text.contains("\nbeta "),
-        "{text}"
+        "{what}: {text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_all_clusters_shows_every_cluster_under_the_prefix() {
+    let Some(etcd_bin) = require_version(Version::V35) else {
+        return;
+    };
+    let etcd = Etcd::start(Version::V35, &etcd_bin);
+    let store = crate::support::tempdir();
+    all_clusters_listed(StoreAt::File(store.path().to_path_buf()), &etcd, "file://");
+    // On S3 the clusters sit below a prefix in the bucket.
+    for server in crate::support::s3::Server::all() {
+        server.create_bucket("shared");
+        all_clusters_listed(
+            StoreAt::S3 {
+                endpoint: server.endpoint().to_string(),
+                bucket: "shared".into(),
+                prefix: "backups/k8s".into(),
+            },
+            &etcd,
+            server.name(),
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
