@@ -104,12 +104,8 @@ pub async fn run(config: &Path, output: Output, target: Target) -> anyhow::Resul
     Ok(())
 }
 
-/// Takes one backup of `kind`, counting its bytes into `progress` for the display.
-///
-/// The one place the CLI's backups are wired to the library: `lifeboat::backup::etcd` and
-/// `resources` do not count bytes yet, so `progress` stays at zero and the display shows the
-/// elapsed time only. With `backup::etcd_with_progress` / `resources_with_progress`, pass
-/// `progress` on here and the bar shows bytes, rate and ETA.
+/// Takes one backup of `kind`, counting its bytes into `progress` for the display (etcd
+/// knows its total, db_size; an export's size is known only at the end).
 async fn take(
     kind: lifeboat::manifest::Kind,
     cfg: &lifeboat::config::Config,
@@ -117,11 +113,12 @@ async fn take(
     cancel: &CancellationToken,
     progress: Arc<Progress>,
 ) -> anyhow::Result<Manifest> {
-    let _not_counted_yet = progress;
     Ok(match kind {
-        lifeboat::manifest::Kind::Etcd => lifeboat::backup::etcd(cfg, store, cancel).await?,
+        lifeboat::manifest::Kind::Etcd => {
+            lifeboat::backup::etcd_with_progress(cfg, store, cancel, progress).await?
+        }
         lifeboat::manifest::Kind::Resources => {
-            lifeboat::backup::resources(cfg, store, cancel).await?
+            lifeboat::backup::resources_with_progress(cfg, store, cancel, progress).await?
         }
     })
 }
