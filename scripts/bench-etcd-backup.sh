@@ -73,7 +73,7 @@ curl -sf -X PUT "$MOTO/bench" >/dev/null
 revision() { "$ETCDCTL" --endpoints "$CLIENT" endpoint status -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Status"]["header"]["revision"])'; }
 REVISION="$(revision)"
 
-"$LIFEBOAT" keygen --output "$WORK/key.txt" >"$WORK/recipient" 2>/dev/null
+"$LIFEBOAT" keygen --output-file "$WORK/key.txt" >"$WORK/recipient" 2>/dev/null
 RECIPIENT="$(cat "$WORK/recipient")"
 config() { # storage-url [s3-endpoint]
   echo "cluster: bench"

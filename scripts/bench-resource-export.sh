@@ -22,7 +22,7 @@ for _ in $(seq 600); do [ -s "$WORK/server" ] && break; sleep 0.2; done
 read -r URL KUBECONFIG_PATH <"$WORK/server"
 cat "$WORK/server.log"
 
-"$LIFEBOAT" keygen --output "$WORK/key.txt" >"$WORK/recipient"
+"$LIFEBOAT" keygen --output-file "$WORK/key.txt" >"$WORK/recipient"
 cat >"$WORK/lifeboat.yaml" <<YAML
 cluster: bench
 storage:

@@ -41,8 +41,8 @@ for _ in $(seq 100); do etcdctl endpoint health >/dev/null 2>&1 && break; sleep 
 echo "== A throwaway etcd at $CLIENT, with 200 keys of demo data"
 for i in $(seq 200); do etcdctl put "/registry/demo/key-$i" "value-$i" >/dev/null; done
 
-echo "== lifeboat keygen --output demo/key.txt"
-RECIPIENT="$("$LIFEBOAT" keygen --output "$DEMO/key.txt")"
+echo "== lifeboat keygen --output-file demo/key.txt"
+RECIPIENT="$("$LIFEBOAT" keygen --output-file "$DEMO/key.txt")"
 
 cat >"$DEMO/lifeboat.yaml" <<YAML
 cluster: demo

@@ -110,6 +110,18 @@ pub async fn run_with_limits(
     bin_dir: &Path,
     limits: Limits,
 ) -> Result<Report, Error> {
+    run_with_progress(store, manifest, identities, bin_dir, limits, Arc::default()).await
+}
+
+/// [`run_with_limits`], counting the download's bytes into `progress` (for a progress bar).
+pub async fn run_with_progress(
+    store: &Store,
+    manifest: &Manifest,
+    identities: Option<Arc<Identities>>,
+    bin_dir: &Path,
+    limits: Limits,
+    progress: Arc<crate::progress::Progress>,
+) -> Result<Report, Error> {
     let started = Instant::now();
     let id = manifest.id.to_string();
     let failed = |reason: String| Error::Failed {
@@ -126,7 +138,8 @@ pub async fn run_with_limits(
     let work =
         TempDir::new().map_err(|e| failed(format!("cannot create a work directory: {e}")))?;
     let snapshot = work.0.join("snapshot.db");
-    crate::restore::fetch(store, manifest, identities, Some(&snapshot)).await?;
+    crate::restore::fetch_with_progress(store, manifest, identities, Some(&snapshot), progress)
+        .await?;
 
     let (client_port, peer_port) = (free_port().map_err(&failed)?, free_port().map_err(&failed)?);
     let peer = format!("http://127.0.0.1:{peer_port}");

@@ -5,13 +5,16 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::FromArgMatches;
 use tracing_subscriber::EnvFilter;
 
-use cli::{Cli, Command, LogFormat};
+use cli::{Cli, Command, LogFormat, Output};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&cli::command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -36,17 +39,38 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let (config, output) = (cli.config.as_path(), cli.output);
     match cli.command {
-        Command::Backup(target) => cli::backup::run(&cli.config, target).await,
-        Command::List(args) => cli::list::run(&cli.config, args).await,
-        Command::Verify(args) => cli::verify::run(&cli.config, args).await,
-        Command::Restore(target) => cli::restore::run(&cli.config, *target).await,
-        Command::Keygen(args) => cli::keygen::run(args),
-        Command::Serve => cli::serve::run(&cli.config).await,
-        Command::Prune(args) => cli::prune::run(&cli.config, args).await,
-        Command::Schedule(args) => cli::schedule::run(&cli.config, args),
-        Command::Drill(args) => cli::drill::run(&cli.config, args).await,
+        Command::Backup(target) => cli::backup::run(config, output, target).await,
+        Command::List(args) => cli::list::run(config, output, args).await,
+        Command::Verify(args) => cli::verify::run(config, output, args).await,
+        Command::Restore(target) => cli::restore::run(config, output, *target).await,
+        Command::Delete(args) => cli::delete::run(config, output, args).await,
+        Command::Keygen(args) => cli::keygen::run(output, args),
+        Command::Serve => {
+            no_json(
+                output,
+                "serve",
+                "it runs until stopped and reports through /metrics",
+            )?;
+            cli::serve::run(config).await
+        }
+        Command::Prune(args) => cli::prune::run(config, output, args).await,
+        Command::Schedule(args) => cli::schedule::run(config, output, args),
+        Command::Drill(args) => cli::drill::run(config, output, args).await,
+        Command::Completions(args) => {
+            no_json(output, "completions", "it prints a shell script")?;
+            cli::completions::run(args)
+        }
     }
+}
+
+/// Refuses `-o json` for a command that has nothing to report, rather than ignoring it.
+fn no_json(output: Output, command: &str, why: &str) -> anyhow::Result<()> {
+    if output == Output::Json {
+        anyhow::bail!("`lifeboat {command}` has no JSON output ({why}): drop -o json");
+    }
+    Ok(())
 }
 
 fn init_logging(format: LogFormat) {
@@ -70,7 +94,9 @@ impl std::io::Write for RedactingStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         // tracing's formatter writes each event whole, so a URL is never split across calls.
         let text = String::from_utf8_lossy(buf);
-        std::io::stderr().write_all(lifeboat::error::redact_urls(&text).as_bytes())?;
+        let text = lifeboat::error::redact_urls(&text);
+        // Above a progress bar, if one is drawn, not through it.
+        cli::progress::above_bar(|| std::io::stderr().write_all(text.as_bytes()))?;
         Ok(buf.len())
     }
 

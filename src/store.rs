@@ -863,6 +863,40 @@ impl Store {
                 reason: chain(&e),
             })
     }
+
+    /// The cluster directories directly under the store's prefix, sorted (for `list
+    /// --all-clusters` on a bucket shared by several clusters). Hidden names (`.lifeboat`) are
+    /// left out; a directory that holds no backups is listed too, and lists as empty.
+    pub async fn clusters(&self) -> Result<Vec<String>, Error> {
+        let prefix = (!self.root.as_ref().is_empty()).then_some(&self.root);
+        let listed = self
+            .inner
+            .list_with_delimiter(prefix)
+            .await
+            .map_err(|e| self.classify(&e))?;
+        let mut names: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|dir| dir.filename().map(str::to_string))
+            .filter(|name| !name.starts_with('.'))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Deletes one complete backup: its manifest first, so the backup stops existing at once
+    /// (a failure after that leaves an incomplete id directory, which the sweep removes), then
+    /// every other object in its directory. Returns the keys deleted, the manifest's first.
+    pub async fn delete_backup(&self, m: &Manifest) -> Result<Vec<String>, Error> {
+        let dir = self.backup_dir(&m.cluster, m.kind, m.id.as_str());
+        let manifest_key = dir.clone().join(MANIFEST_NAME);
+        self.delete(&manifest_key).await?;
+        let mut deleted = vec![self.describe(&manifest_key)];
+        let rest: Vec<Path> = self.list_objects(&dir).try_collect().await?;
+        deleted.extend(rest.iter().map(|k| self.describe(k)));
+        self.delete_dir(&dir).await?;
+        Ok(deleted)
+    }
 }
 
 /// `m`, unless it describes another backup than the directory `dir_id` it was read from (`key`).

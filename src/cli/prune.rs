@@ -3,6 +3,13 @@
 
 use std::path::Path;
 
+use serde::Serialize;
+
+use super::Output;
+
+/// Examples shown after `lifeboat prune --help`.
+pub const EXAMPLES: &str = "Examples:\n  lifeboat prune --dry-run\n  lifeboat prune\n  lifeboat prune --dry-run -o json | jq '.plans[].backups[] | select(.action == \"delete\")'";
+
 /// Arguments of `prune`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -11,8 +18,41 @@ pub struct Args {
     pub dry_run: bool,
 }
 
+/// `prune -o json` (docs/CLI.md).
+#[derive(Serialize)]
+struct Report {
+    dry_run: bool,
+    plans: Vec<PlanJson>,
+}
+
+#[derive(Serialize)]
+struct PlanJson {
+    plan: String,
+    kind: lifeboat::manifest::Kind,
+    has_retention: bool,
+    /// Full backups: keep or delete, with the reason.
+    backups: Vec<VerdictJson>,
+    /// Partial resource exports: deleted once a newer full backup exists.
+    partials: Vec<VerdictJson>,
+    /// Id directories without a manifest: sweep or wait.
+    incomplete: Vec<VerdictJson>,
+    /// Backups deleted (or, on a dry run, that would be).
+    deleted: usize,
+    /// Incomplete directories removed (or that would be).
+    swept: usize,
+    /// Complete backups left afterwards.
+    remaining: usize,
+}
+
+#[derive(Serialize)]
+struct VerdictJson {
+    id: String,
+    action: String,
+    reason: String,
+}
+
 /// Runs `prune`.
-pub async fn run(config: &Path, args: Args) -> anyhow::Result<()> {
+pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()> {
     let cfg = super::load_config(config)?;
     if cfg.plans.is_empty() {
         anyhow::bail!(
@@ -22,44 +62,9 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<()> {
     }
     let store = super::open_store(&cfg)?;
     let now = chrono::Utc::now();
+    let mut plans = vec![];
     for plan in &cfg.plans {
         let report = lifeboat::prune::prune(&store, &cfg.cluster, plan, now, args.dry_run).await?;
-        println!("Plan {} ({}):", plan.name, plan.kind);
-        if plan.retention.is_none() {
-            println!("  no retention policy: every backup is kept");
-        }
-        for v in &report.decision.verdicts {
-            println!(
-                "  {:<6} {}  {}",
-                v.action.to_string().to_uppercase(),
-                v.id,
-                v.explain()
-            );
-        }
-        for (id, superseded) in &report.partials {
-            let (action, why) = if *superseded {
-                (
-                    "DELETE",
-                    "partial export, superseded by a newer full backup",
-                )
-            } else {
-                ("KEEP", "partial export, no newer full backup yet")
-            };
-            println!("  {action:<6} {id}  {why}");
-        }
-        for v in &report.sweep {
-            println!(
-                "  {:<6} {}  incomplete (no manifest): {}",
-                v.action.to_string().to_uppercase(),
-                v.id,
-                v.reason
-            );
-        }
-        let would = if args.dry_run {
-            "would delete"
-        } else {
-            "deleted"
-        };
         let deletions =
             report.decision.deleted().count() + report.partials.iter().filter(|(_, s)| *s).count();
         let sweeps = report
@@ -67,10 +72,90 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<()> {
             .iter()
             .filter(|v| v.action == lifeboat::retention::SweepAction::Sweep)
             .count();
-        println!(
-            "  {would} {deletions} backup(s) and {sweeps} incomplete director(ies); {} complete backup(s) remain",
-            report.remaining - if args.dry_run { deletions } else { 0 }
+        let remaining = report.remaining - if args.dry_run { deletions } else { 0 };
+        let partials: Vec<VerdictJson> = report
+            .partials
+            .iter()
+            .map(|(id, superseded)| {
+                let (action, why) = if *superseded {
+                    (
+                        "delete",
+                        "partial export, superseded by a newer full backup",
+                    )
+                } else {
+                    ("keep", "partial export, no newer full backup yet")
+                };
+                VerdictJson {
+                    id: id.clone(),
+                    action: action.into(),
+                    reason: why.into(),
+                }
+            })
+            .collect();
+        let json = PlanJson {
+            plan: plan.name.clone(),
+            kind: plan.kind,
+            has_retention: plan.retention.is_some(),
+            backups: report
+                .decision
+                .verdicts
+                .iter()
+                .map(|v| VerdictJson {
+                    id: v.id.clone(),
+                    action: v.action.to_string(),
+                    reason: v.explain(),
+                })
+                .collect(),
+            partials,
+            incomplete: report
+                .sweep
+                .iter()
+                .map(|v| VerdictJson {
+                    id: v.id.clone(),
+                    action: v.action.to_string(),
+                    reason: v.reason.to_string(),
+                })
+                .collect(),
+            deleted: deletions,
+            swept: sweeps,
+            remaining,
+        };
+        if output == Output::Text {
+            print_plan(&json, args.dry_run);
+        }
+        plans.push(json);
+    }
+    if output == Output::Json {
+        return super::print_json(
+            "prune",
+            &Report {
+                dry_run: args.dry_run,
+                plans,
+            },
         );
     }
     Ok(())
+}
+
+fn print_plan(p: &PlanJson, dry_run: bool) {
+    println!("Plan {} ({}):", p.plan, p.kind);
+    if !p.has_retention {
+        println!("  no retention policy: every backup is kept");
+    }
+    for v in p.backups.iter().chain(&p.partials) {
+        println!("  {:<6} {}  {}", v.action.to_uppercase(), v.id, v.reason);
+    }
+    for v in &p.incomplete {
+        println!(
+            "  {:<6} {}  incomplete (no manifest): {}",
+            v.action.to_uppercase(),
+            v.id,
+            v.reason
+        );
+    }
+    let would = if dry_run { "would delete" } else { "deleted" };
+    println!(
+        "  {would} {} backup(s) and {} incomplete director(ies); {} complete backup(s) remain",
+        p.deleted, p.swept, p.remaining
+    );
 }

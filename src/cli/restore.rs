@@ -12,22 +12,31 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use lifeboat::restore::etcdutl::Tool;
 use lifeboat::restore::guided;
+use serde::Serialize;
+
+use super::{BackupArg, Output};
+
+/// Examples shown after `lifeboat restore etcd --help`.
+pub const ETCD_EXAMPLES: &str = "Examples:\n  lifeboat restore etcd --to-file snapshot.db --identity key.txt -o json\n  lifeboat restore etcd --backup latest --identity key.txt --dry-run\n  lifeboat restore etcd --snapshot snapshot.db --yes";
+/// Examples shown after `lifeboat restore resources --help`.
+pub const RESOURCES_EXAMPLES: &str = "Examples:\n  lifeboat restore resources --to-dir ./restored --identity key.txt\n  lifeboat restore resources --backup latest --namespace team-a --to-dir ./team-a -o json";
 
 /// What to restore.
 #[derive(Debug, Subcommand)]
 pub enum Target {
     /// An etcd snapshot: to a file, or the guided restore of this control-plane node.
+    #[command(after_help = ETCD_EXAMPLES)]
     Etcd(EtcdArgs),
     /// A resource export, unpacked to a directory of YAML files for `kubectl apply`.
+    #[command(after_help = RESOURCES_EXAMPLES)]
     Resources(ResourcesArgs),
 }
 
 /// Arguments of `restore resources`.
 #[derive(Debug, clap::Args)]
 pub struct ResourcesArgs {
-    /// `latest` or a backup id from `lifeboat list --kind resources`.
-    #[arg(long, default_value = "latest")]
-    pub backup: String,
+    #[command(flatten)]
+    pub backup: BackupArg,
     /// Write the YAML files here (must not exist yet).
     #[arg(long)]
     pub to_dir: PathBuf,
@@ -45,12 +54,11 @@ pub struct ResourcesArgs {
 /// Arguments of `restore etcd`.
 #[derive(Debug, clap::Args)]
 pub struct EtcdArgs {
-    /// `latest` or a backup id from `lifeboat list` (default: latest).
-    #[arg(long, conflicts_with = "snapshot")]
-    pub backup: Option<String>,
+    #[command(flatten)]
+    pub backup: BackupArg,
     /// Use this plain snapshot file (e.g. from `--to-file` or `etcdctl snapshot save`) instead
     /// of downloading a backup. Its etcd hash is checked first.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "named")]
     pub snapshot: Option<PathBuf>,
     /// age identity file whose public key is among the backup's recipients.
     #[arg(long, short)]
@@ -94,22 +102,78 @@ pub struct EtcdArgs {
     pub yes: bool,
 }
 
+/// `restore etcd --to-file -o json` (docs/CLI.md).
+#[derive(Serialize)]
+struct EtcdFileReport<'a> {
+    target: &'static str,
+    id: &'a str,
+    file: &'a Path,
+    plain_size: u64,
+    /// Always true in a report: a snapshot whose etcd hash does not check out fails.
+    verified: bool,
+}
+
+/// `restore resources -o json` (docs/CLI.md).
+#[derive(Serialize)]
+struct ResourcesReport<'a> {
+    target: &'static str,
+    id: &'a str,
+    dir: &'a Path,
+    written: u64,
+    decrypted: u64,
+    still_encrypted: u64,
+    partial: bool,
+}
+
 /// Runs `restore`.
-pub async fn run(config: &Path, target: Target) -> anyhow::Result<()> {
+pub async fn run(config: &Path, output: Output, target: Target) -> anyhow::Result<()> {
     let args = match target {
         Target::Etcd(args) => args,
-        Target::Resources(args) => return restore_resources(config, args).await,
+        Target::Resources(args) => return restore_resources(config, output, args).await,
     };
+    if output == Output::Json && args.to_file.is_none() {
+        bail!(
+            "the guided restore talks to the person running it and has no JSON output: drop -o json, or use `restore etcd --to-file FILE -o json` to get a verified snapshot from a script"
+        );
+    }
     let cfg = super::load_config(config)?;
     let identities = super::load_identities(args.identity.as_deref())?;
     if let Some(to_file) = &args.to_file {
         let store = super::open_store(&cfg)?;
-        let which = args.backup.as_deref().unwrap_or("latest");
         let manifest = store
-            .resolve(&cfg.cluster, lifeboat::manifest::Kind::Etcd, which)
+            .resolve(
+                &cfg.cluster,
+                lifeboat::manifest::Kind::Etcd,
+                args.backup.which(),
+            )
             .await?;
-        let outcome =
-            lifeboat::restore::fetch(&store, &manifest, identities, Some(to_file)).await?;
+        let progress = Arc::new(lifeboat::progress::Progress::default());
+        let ticker = super::progress::Ticker::start(
+            format!("Downloading backup {}", manifest.id),
+            progress.clone(),
+        );
+        let outcome = lifeboat::restore::fetch_with_progress(
+            &store,
+            &manifest,
+            identities,
+            Some(to_file),
+            progress,
+        )
+        .await;
+        ticker.finish().await;
+        let outcome = outcome?;
+        if output == Output::Json {
+            return super::print_json(
+                "restore",
+                &EtcdFileReport {
+                    target: "etcd",
+                    id: manifest.id.as_str(),
+                    file: to_file,
+                    plain_size: outcome.plain_size,
+                    verified: outcome.decoded,
+                },
+            );
+        }
         println!(
             "Wrote backup {} to {} ({} bytes, etcd hash verified). Next: lifeboat restore etcd --snapshot {} (guided), or etcdutl snapshot restore.",
             manifest.id,
@@ -177,14 +241,15 @@ async fn guided_restore(
     // Which snapshot: a local file, or a backup from the store.
     let backup = match &snapshot_arg {
         Some(_) => None,
-        None => {
-            let which = args.backup.as_deref().unwrap_or("latest");
-            Some(
-                store
-                    .resolve(&cfg.cluster, lifeboat::manifest::Kind::Etcd, which)
-                    .await?,
-            )
-        }
+        None => Some(
+            store
+                .resolve(
+                    &cfg.cluster,
+                    lifeboat::manifest::Kind::Etcd,
+                    args.backup.which(),
+                )
+                .await?,
+        ),
     };
     let now = chrono::Utc::now();
     let label = match &backup {
@@ -368,11 +433,11 @@ async fn download(
         dest.display()
     );
     let progress = Arc::new(lifeboat::progress::Progress::default());
-    let ticker = tokio::spawn(show_progress(progress.clone(), m.payload.stored_size));
+    let ticker =
+        super::progress::Ticker::start(format!("Downloading backup {}", m.id), progress.clone());
     let result =
         lifeboat::restore::fetch_with_progress(store, m, identities, Some(dest), progress).await;
-    ticker.abort();
-    eprintln!();
+    ticker.finish().await;
     result?;
     eprintln!(
         "Backup {} verified: size, sha256, decryption and etcd's own hash.",
@@ -423,32 +488,11 @@ fn check_snapshot_file(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn show_progress(done: Arc<lifeboat::progress::Progress>, total: u64) {
-    let tty = std::io::stderr().is_terminal();
-    let mut last_decile = 0;
-    loop {
-        tokio::time::sleep(Duration::from_millis(if tty { 250 } else { 2000 })).await;
-        let d = done.done().min(total.max(1));
-        let pct = d * 100 / total.max(1);
-        if tty {
-            let bar = "#".repeat((pct / 4) as usize);
-            eprint!(
-                "\r  [{bar:<25}] {pct:>3}% {} of {}",
-                super::human_bytes(d),
-                super::human_bytes(total)
-            );
-        } else if pct / 10 > last_decile {
-            last_decile = pct / 10;
-            eprintln!(
-                "  {pct}% ({} of {})",
-                super::human_bytes(d),
-                super::human_bytes(total)
-            );
-        }
-    }
-}
-
-async fn restore_resources(config: &Path, args: ResourcesArgs) -> anyhow::Result<()> {
+async fn restore_resources(
+    config: &Path,
+    output: Output,
+    args: ResourcesArgs,
+) -> anyhow::Result<()> {
     let cfg = super::load_config(config)?;
     let identities = super::load_identities(args.identity.as_deref())?;
     let store = super::open_store(&cfg)?;
@@ -456,7 +500,7 @@ async fn restore_resources(config: &Path, args: ResourcesArgs) -> anyhow::Result
         .resolve(
             &cfg.cluster,
             lifeboat::manifest::Kind::Resources,
-            &args.backup,
+            args.backup.which(),
         )
         .await?;
     let filter = lifeboat::restore::resources::Filter {
@@ -466,6 +510,21 @@ async fn restore_resources(config: &Path, args: ResourcesArgs) -> anyhow::Result
     let r =
         lifeboat::restore::resources::to_dir(&store, &manifest, identities, &args.to_dir, filter)
             .await?;
+    let partial = manifest.resources.as_ref().is_some_and(|r| r.partial);
+    if output == Output::Json {
+        return super::print_json(
+            "restore",
+            &ResourcesReport {
+                target: "resources",
+                id: manifest.id.as_str(),
+                dir: &args.to_dir,
+                written: r.written,
+                decrypted: r.decrypted,
+                still_encrypted: r.still_encrypted,
+                partial,
+            },
+        );
+    }
     println!(
         "Wrote {} files of backup {} to {}{}.",
         r.written,
@@ -477,7 +536,7 @@ async fn restore_resources(config: &Path, args: ResourcesArgs) -> anyhow::Result
             (_, e) => format!(" ({e} objects left as .yaml.age: pass --identity to decrypt them)"),
         }
     );
-    if manifest.resources.as_ref().is_some_and(|r| r.partial) {
+    if partial {
         eprintln!(
             "Note: this backup is partial; see errors in {}/index.json.",
             args.to_dir.display()

@@ -6,6 +6,10 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+/// Examples shown after `lifeboat serve --help`.
+pub const EXAMPLES: &str =
+    "Examples:\n  lifeboat serve -c /etc/lifeboat/lifeboat.yaml --log-format json";
+
 /// Runs `serve`.
 pub async fn run(config: &Path) -> anyhow::Result<()> {
     let cfg = super::load_config(config)?;

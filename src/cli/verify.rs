@@ -5,15 +5,23 @@
 //! message says exactly which of these ran.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::KindArg;
+use serde::Serialize;
+
+use super::{BackupArg, KindArg, Output};
+
+/// Examples shown after `lifeboat verify --help`.
+pub const EXAMPLES: &str = "Examples:\n  lifeboat verify\n  lifeboat verify --backup latest --identity key.txt\n  lifeboat verify 20261202T101500Z-1a2b3c4d5e6f7a8b --kind etcd -o json";
 
 /// Arguments of `verify`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// `latest` or a backup id from `lifeboat list`.
-    #[arg(default_value = "latest")]
-    pub backup: String,
+    /// The backup, as with --backup: `latest` or an id from `lifeboat list`.
+    #[arg(value_name = "latest|ID", conflicts_with = "named")]
+    pub positional: Option<String>,
+    #[command(flatten)]
+    pub backup: BackupArg,
     /// age identity file: also decrypt and check the snapshot inside.
     #[arg(long, short)]
     pub identity: Option<PathBuf>,
@@ -22,16 +30,84 @@ pub struct Args {
     pub kind: KindArg,
 }
 
+/// `verify -o json` (docs/CLI.md).
+#[derive(Serialize)]
+struct Report<'a> {
+    id: &'a str,
+    kind: lifeboat::manifest::Kind,
+    cluster: &'a str,
+    /// Always true in a report: a mismatch fails the command.
+    stored_ok: bool,
+    stored_size: u64,
+    encrypted: bool,
+    /// The payload was decrypted (if encrypted) and decompressed, and its contents checked.
+    decoded: bool,
+    /// Plain bytes produced when decoded, else 0.
+    plain_size: u64,
+    archive: Option<ArchiveJson>,
+    partial: bool,
+    /// The text output's sentence.
+    summary: String,
+}
+
+#[derive(Serialize)]
+struct ArchiveJson {
+    entries: u64,
+    objects: u64,
+    resources: u64,
+    encrypted: u64,
+    decrypted: u64,
+}
+
 /// Runs `verify`.
-pub async fn run(config: &Path, args: Args) -> anyhow::Result<()> {
+pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()> {
     let cfg = super::load_config(config)?;
     let identities = super::load_identities(args.identity.as_deref())?;
     let store = super::open_store(&cfg)?;
-    let manifest = store
-        .resolve(&cfg.cluster, args.kind.into(), &args.backup)
-        .await?;
-    let outcome = lifeboat::restore::fetch(&store, &manifest, identities.clone(), None).await?;
-    println!("{}", describe(&manifest, &outcome, identities.is_some()));
+    let which = args
+        .positional
+        .as_deref()
+        .unwrap_or_else(|| args.backup.which());
+    let manifest = store.resolve(&cfg.cluster, args.kind.into(), which).await?;
+    let progress = Arc::new(lifeboat::progress::Progress::default());
+    let ticker = super::progress::Ticker::start(
+        format!("Verifying backup {}", manifest.id),
+        progress.clone(),
+    );
+    let outcome = lifeboat::restore::fetch_with_progress(
+        &store,
+        &manifest,
+        identities.clone(),
+        None,
+        progress,
+    )
+    .await;
+    ticker.finish().await;
+    let outcome = outcome?;
+    let summary = describe(&manifest, &outcome, identities.is_some());
+    if output == Output::Json {
+        let report = Report {
+            id: manifest.id.as_str(),
+            kind: manifest.kind,
+            cluster: &manifest.cluster,
+            stored_ok: outcome.stored_ok,
+            stored_size: outcome.stored_size,
+            encrypted: manifest.payload.encryption.is_encrypted(),
+            decoded: outcome.decoded,
+            plain_size: outcome.plain_size,
+            archive: outcome.archive.as_ref().map(|a| ArchiveJson {
+                entries: a.entries,
+                objects: a.objects,
+                resources: a.resources,
+                encrypted: a.encrypted,
+                decrypted: a.decrypted,
+            }),
+            partial: !manifest.is_full(),
+            summary,
+        };
+        return super::print_json("verify", &report);
+    }
+    println!("{summary}");
     Ok(())
 }
 

@@ -438,7 +438,7 @@ impl Validator<'_> {
                 return Err(self.invalid(
                     r,
                     &format!("encryption.recipients[{i}]"),
-                    format!("\"{key}\" is the example public key from {source}: nobody holds its identity, so backups encrypted to it could never be restored; make your own pair with `lifeboat keygen --output key.txt`, put the public key it prints here, and keep key.txt outside the cluster"),
+                    format!("\"{key}\" is the example public key from {source}: nobody holds its identity, so backups encrypted to it could never be restored; make your own pair with `lifeboat keygen key.txt`, put the public key it prints here, and keep key.txt outside the cluster"),
                 ));
             }
             recipients.push(parsed);

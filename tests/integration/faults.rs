@@ -318,7 +318,7 @@ async fn the_wrong_identity_is_refused_by_name() {
     ));
     lb.ok(&["backup", "etcd"]);
     let other = lb.path("other.txt");
-    lb.ok(&["keygen", "--output", other.to_str().unwrap()]);
+    lb.ok(&["keygen", "--output-file", other.to_str().unwrap()]);
     let err = lb.fails(&["verify", "latest", "--identity", other.to_str().unwrap()]);
     let line = error_line(&err);
     assert!(line.contains("none of the identities in"), "{line}");

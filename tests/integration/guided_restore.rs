@@ -461,7 +461,7 @@ async fn a_bad_backup_or_key_changes_nothing_and_a_failing_etcdutl_leaves_a_way_
 
     // A wrong identity: refused before anything on the node changes.
     let other = lb.path("other.txt");
-    lb.ok(&["keygen", "--output", other.to_str().unwrap()]);
+    lb.ok(&["keygen", "--output-file", other.to_str().unwrap()]);
     let mut args = node.restore_args(&lb, &bin);
     args[3] = other.display().to_string();
     args.push("--yes".into());

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod cli_json;
 mod config_examples;
 mod deploy;
 mod dockerfile;

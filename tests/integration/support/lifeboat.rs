@@ -64,7 +64,7 @@ impl Lifeboat {
         let identity = dir.path().join("key.txt");
         let out = Command::new(bin())
             .arg("keygen")
-            .arg("--output")
+            .arg("--output-file")
             .arg(&identity)
             .output()
             .unwrap();
