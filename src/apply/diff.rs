@@ -1,6 +1,6 @@
 //! What changed between two sets of cleaned objects (two resource exports, or an export and the
 //! live cluster): objects added, removed and changed, with a unified YAML diff of each changed
-//! one. Pure: both sides arrive cleaned the same way (`source::kube::clean`), so server-set
+//! one. Pure: both sides arrive cleaned the same way (`objects::clean`), so server-set
 //! fields (managedFields, resourceVersion, status, ...) never show up as changes.
 //!
 //! Secrets are compared by a sha256 of their `data` and `stringData`, and reported only as
@@ -203,14 +203,23 @@ fn walk(a: &Value, b: &Value, path: &mut String, out: &mut Vec<String>) {
                 path.truncate(len);
             }
         }
-        (l, r) if l != r => out.push(if path.is_empty() { "(whole object)".into() } else { path.clone() }),
+        (l, r) if l != r => out.push(if path.is_empty() {
+            "(whole object)".into()
+        } else {
+            path.clone()
+        }),
         _ => {}
     }
 }
 
 /// "spec.replicas, data.url (and 3 more)", for one line.
 pub fn summarize_fields(fields: &[String], show: usize) -> String {
-    let mut text = fields.iter().take(show).cloned().collect::<Vec<_>>().join(", ");
+    let mut text = fields
+        .iter()
+        .take(show)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     if fields.len() > show {
         text.push_str(&format!(" (and {} more)", fields.len() - show));
     }
@@ -284,10 +293,14 @@ mod tests {
     #[test]
     fn differing_fields_name_each_changed_leaf_once() {
         let a = json!({"spec": {"replicas": 1, "template": {"x": [1]}}, "data": {"a": "1"}});
-        let b = json!({"spec": {"replicas": 3, "template": {"x": [2]}}, "data": {"a": "1", "b": "2"}});
+        let b =
+            json!({"spec": {"replicas": 3, "template": {"x": [2]}}, "data": {"a": "1", "b": "2"}});
         let fields = differing_fields(&a, &b);
         assert_eq!(fields, ["data.b", "spec.replicas", "spec.template.x"]);
-        assert_eq!(summarize_fields(&fields, 2), "data.b, spec.replicas (and 1 more)");
+        assert_eq!(
+            summarize_fields(&fields, 2),
+            "data.b, spec.replicas (and 1 more)"
+        );
         assert!(differing_fields(&a, &a).is_empty());
     }
 

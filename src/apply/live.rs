@@ -6,7 +6,7 @@
 //! reported with how it differs) or applied over (`--existing update`, a field-manager conflict
 //! reported unless `--force-conflicts`). One failed object never stops the others.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -18,6 +18,7 @@ use serde_json::Value;
 use super::diff::{differing_fields, summarize_fields};
 use super::rules::{Decision, NamespaceMapping, Phase, Removed, Restored, Skip, decide};
 use super::select::{ObjectRef, Selection};
+use crate::objects::{Object, ResourceType};
 use crate::progress::Progress;
 
 /// The field manager lifeboat applies as: `kubectl get -o yaml --show-managed-fields` shows
@@ -81,6 +82,12 @@ pub enum Outcome {
     },
     /// An encrypted object that could not be read (no identity given).
     Encrypted,
+    /// A dry run could not ask the API server about it: its namespace or its definition is
+    /// created by this restore, which a dry run does not store.
+    Unchecked {
+        /// What it waits for.
+        reason: String,
+    },
     /// Another field manager owns fields the backup sets; not forced.
     Conflict {
         /// The API server's message.
@@ -108,6 +115,7 @@ impl Outcome {
             Outcome::LeftAlone { .. } => "left-alone",
             Outcome::Skipped { .. } => "skipped",
             Outcome::Encrypted => "encrypted",
+            Outcome::Unchecked { .. } => "unchecked",
             Outcome::Conflict { .. } => "conflict",
             Outcome::Failed { .. } => "failed",
         }
@@ -156,30 +164,54 @@ impl Report {
 
     /// How many objects failed (refused or in conflict).
     pub fn failures(&self) -> usize {
-        self.objects.iter().filter(|r| r.outcome.is_failure()).count()
+        self.objects
+            .iter()
+            .filter(|r| r.outcome.is_failure())
+            .count()
     }
 }
 
-/// One object read from a backup: its resource key and cleaned JSON, or the fact that it is
-/// encrypted and could not be read.
+/// One object read from a backup, or the fact that it is encrypted and could not be read.
 #[derive(Debug, Clone)]
 pub enum Input {
-    /// Readable.
-    Object {
-        /// `plural.group` or `plural`.
-        resource: String,
-        /// The cleaned object.
-        value: Value,
-    },
+    /// Readable, cleaned.
+    Object(Object),
     /// Stored encrypted and no identity was given.
     Encrypted {
-        /// `plural.group` or `plural`.
-        resource: String,
-        /// Its namespace, if namespaced.
-        namespace: Option<String>,
-        /// Its name (from the archive path).
-        name: String,
+        /// Its archive path.
+        path: String,
     },
+    /// Its YAML could not be read.
+    Unreadable {
+        /// Its archive path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Who an object is, from its archive path alone (its kind is not in the path: the resource
+/// key stands in for it).
+fn ref_from_path(path: &str) -> (String, ObjectRef) {
+    let (namespace, key) = crate::objects::resource_of(path).unwrap_or((None, String::new()));
+    let file = path.rsplit('/').next().unwrap_or(path);
+    let name = file
+        .strip_suffix(".yaml.age")
+        .or_else(|| file.strip_suffix(".yaml"))
+        .unwrap_or(file);
+    let group = key
+        .split_once('.')
+        .map(|(_, g)| g.to_string())
+        .unwrap_or_default();
+    (
+        key.clone(),
+        ObjectRef {
+            group,
+            kind: key,
+            namespace: namespace.map(str::to_string),
+            name: name.to_string(),
+        },
+    )
 }
 
 /// Applies `inputs` to the cluster behind `client`, as `request` says. Returns the report;
@@ -200,7 +232,10 @@ pub async fn apply(
     let mut selected = Vec::new();
     for input in inputs {
         match input {
-            Input::Object { resource, value } => {
+            Input::Object(Object {
+                resource, value, ..
+            }) => {
+                let resource = resource.key();
                 if !request.selection.accepts(&resource, &value) {
                     continue;
                 }
@@ -209,35 +244,29 @@ pub async fn apply(
                 }
                 selected.push((resource, value));
             }
-            Input::Encrypted {
-                resource,
-                namespace,
-                name,
-            } => {
-                let object = ObjectRef {
-                    group: String::new(),
-                    kind: resource.clone(),
-                    namespace,
-                    name,
-                };
-                let passes = request.selection.namespaces.is_empty()
-                    || object
-                        .namespace
-                        .as_ref()
-                        .is_some_and(|ns| request.selection.namespaces.contains(ns));
-                let named = request.selection.names.is_empty()
-                    || request.selection.names.contains(&object.name);
-                let of_resource = request.selection.resources.is_empty()
-                    || request.selection.resources.contains(&resource);
-                if passes && named && of_resource {
-                    report.objects.push(ObjectResult {
-                        object,
-                        resource,
-                        phase: None,
-                        outcome: Outcome::Encrypted,
-                        removed: Vec::new(),
-                    });
-                }
+            Input::Encrypted { path } | Input::Unreadable { path, .. }
+                if !selected_by_path(&request.selection, &path) => {}
+            Input::Encrypted { path } => {
+                let (resource, object) = ref_from_path(&path);
+                report.objects.push(ObjectResult {
+                    object,
+                    resource,
+                    phase: None,
+                    outcome: Outcome::Encrypted,
+                    removed: Vec::new(),
+                });
+            }
+            Input::Unreadable { path, reason } => {
+                let (resource, object) = ref_from_path(&path);
+                report.objects.push(ObjectResult {
+                    object,
+                    resource,
+                    phase: None,
+                    outcome: Outcome::Failed {
+                        reason: format!("{path} in the backup cannot be read: {reason}"),
+                    },
+                    removed: Vec::new(),
+                });
             }
         }
     }
@@ -272,12 +301,60 @@ pub async fn apply(
     progress.set_total(phases.values().map(|v| v.len() as u64).sum());
 
     let mut resolver = Resolver::new(client.clone());
+    // In a dry run, what this restore would create but does not store.
+    let mut pending_namespaces: HashSet<String> = HashSet::new();
+    let mut pending_kinds: HashSet<(String, String)> = HashSet::new();
     for (phase, mut objects) in phases {
         objects.sort_by(|a, b| a.1.cmp(&b.1));
         let mut established = Vec::new();
         for (resource, r, object, removed) in objects {
-            let outcome = apply_one(&mut resolver, &object, request).await;
-            if phase == Phase::Definitions && matches!(outcome, Outcome::Created | Outcome::Updated { .. }) {
+            let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
+            let group = object["apiVersion"]
+                .as_str()
+                .and_then(|v| v.split_once('/'))
+                .map_or("", |(g, _)| g);
+            let kind = object["kind"].as_str().unwrap_or_default();
+            let outcome = if pending_namespaces.contains(namespace) {
+                Outcome::Unchecked {
+                    reason: format!(
+                        "namespace {namespace} does not exist yet; this restore creates it, and a dry run does not"
+                    ),
+                }
+            } else if pending_kinds.contains(&(group.to_string(), kind.to_string())) {
+                Outcome::Unchecked {
+                    reason: format!(
+                        "{kind} is defined by a CustomResourceDefinition this restore creates, and a dry run does not"
+                    ),
+                }
+            } else {
+                apply_one(&mut resolver, &object, request).await
+            };
+            if request.dry_run && outcome == Outcome::Created {
+                match phase {
+                    Phase::Namespaces => {
+                        pending_namespaces.insert(
+                            object["metadata"]["name"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                        );
+                    }
+                    Phase::Definitions => {
+                        let spec = &object["spec"];
+                        pending_kinds.insert((
+                            spec["group"].as_str().unwrap_or_default().to_string(),
+                            spec["names"]["kind"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            if phase == Phase::Definitions
+                && matches!(outcome, Outcome::Created | Outcome::Updated { .. })
+            {
                 established.push(r.name.clone());
             }
             progress.advance(1);
@@ -303,6 +380,18 @@ pub async fn apply(
     report
 }
 
+/// Whether an object known only by its archive path may be selected: labels are unknown, so
+/// only namespace, resource and name are checked.
+fn selected_by_path(selection: &Selection, path: &str) -> bool {
+    let (resource, r) = ref_from_path(path);
+    (selection.namespaces.is_empty()
+        || r.namespace
+            .as_ref()
+            .is_some_and(|ns| selection.namespaces.contains(ns)))
+        && (selection.names.is_empty() || selection.names.contains(&r.name))
+        && (selection.resources.is_empty() || selection.resources.contains(&resource))
+}
+
 /// Finds the resource (plural, scope) of each kind, asking the API server once per kind.
 struct Resolver {
     client: kube::Client,
@@ -317,7 +406,11 @@ impl Resolver {
         }
     }
 
-    async fn resolve(&mut self, api_version: &str, kind: &str) -> Result<(ApiResource, bool), String> {
+    async fn resolve(
+        &mut self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<(ApiResource, bool), String> {
         let (group, version) = match api_version.split_once('/') {
             Some((g, v)) => (g.to_string(), v.to_string()),
             None => (String::new(), api_version.to_string()),
@@ -349,11 +442,6 @@ async fn apply_one(resolver: &mut Resolver, object: &Value, request: &Request) -
     let kind = object["kind"].as_str().unwrap_or_default();
     let (ar, namespaced) = match resolver.resolve(api_version, kind).await {
         Ok(found) => found,
-        Err(reason) if request.dry_run => {
-            return failed(format!(
-                "{reason} (in a dry run a definition restored in this run is not created, so its objects cannot be checked)"
-            ));
-        }
         Err(reason) => return failed(reason),
     };
     let name = object["metadata"]["name"].as_str().unwrap_or_default();
@@ -368,10 +456,21 @@ async fn apply_one(resolver: &mut Resolver, object: &Value, request: &Request) -
     };
     let differs = live.as_ref().map(|live| {
         let live = serde_json::to_value(live).unwrap_or(Value::Null);
-        let live = crate::source::kube::clean(live, &ar);
+        let resource = ResourceType {
+            group: ar.group.clone(),
+            version: ar.version.clone(),
+            kind: ar.kind.clone(),
+            plural: ar.plural.clone(),
+            namespaced,
+        };
+        let live = crate::objects::clean(live, &resource);
         differing_fields(&live, object)
             .into_iter()
-            .filter(|f| !f.starts_with("metadata.") || f.starts_with("metadata.labels") || f.starts_with("metadata.annotations"))
+            .filter(|f| {
+                !f.starts_with("metadata.")
+                    || f.starts_with("metadata.labels")
+                    || f.starts_with("metadata.annotations")
+            })
             .collect::<Vec<_>>()
     });
     if let (Some(fields), Existing::Skip) = (&differs, request.existing) {
@@ -386,7 +485,9 @@ async fn apply_one(resolver: &mut Resolver, object: &Value, request: &Request) -
     if request.force_conflicts {
         params = params.force();
     }
-    let before = live.as_ref().and_then(|l| l.metadata.resource_version.clone());
+    let before = live
+        .as_ref()
+        .and_then(|l| l.metadata.resource_version.clone());
     match api.patch(name, &params, &Patch::Apply(object)).await {
         Ok(applied) => match (before, differs) {
             (None, _) => Outcome::Created,
@@ -436,7 +537,8 @@ async fn wait_established(client: &kube::Client, name: &str) -> Result<(), Strin
             .and_then(Value::as_array)
             .is_some_and(|c| {
                 c.iter().any(|c| {
-                    c["type"].as_str() == Some("Established") && c["status"].as_str() == Some("True")
+                    c["type"].as_str() == Some("Established")
+                        && c["status"].as_str() == Some("True")
                 })
             });
         if established {
@@ -477,9 +579,8 @@ pub fn describe(r: &ObjectResult) -> String {
             summarize_fields(fields, 3)
         ),
         Outcome::Skipped { skip } => format!("skipped: {skip}"),
-        Outcome::Encrypted => {
-            "skipped: stored encrypted; give --identity to restore it".into()
-        }
+        Outcome::Encrypted => "skipped: stored encrypted; give --identity to restore it".into(),
+        Outcome::Unchecked { reason } => format!("not checked: {reason}"),
         Outcome::Conflict { reason } => format!("conflict: {reason}"),
         Outcome::Failed { reason } => format!("failed: {reason}"),
     };

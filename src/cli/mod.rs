@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
+pub mod apply;
 pub mod backup;
 pub mod completions;
 pub mod delete;

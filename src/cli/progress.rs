@@ -41,12 +41,20 @@ pub struct Ticker {
 impl Ticker {
     /// Starts showing `progress` for the operation named `what` (e.g. "Downloading 2026…").
     pub fn start(what: impl Into<String>, progress: Arc<Progress>) -> Ticker {
-        let what = what.into();
+        Ticker::spawn(what.into(), progress, Unit::Bytes)
+    }
+
+    /// [`Ticker::start`] for an operation that counts objects, not bytes.
+    pub fn start_counting(what: impl Into<String>, progress: Arc<Progress>) -> Ticker {
+        Ticker::spawn(what.into(), progress, Unit::Objects)
+    }
+
+    fn spawn(what: String, progress: Arc<Progress>, unit: Unit) -> Ticker {
         let stop = CancellationToken::new();
         let task = if std::io::stderr().is_terminal() {
-            tokio::spawn(bar(what, progress, stop.clone()))
+            tokio::spawn(bar(what, progress, unit, stop.clone()))
         } else {
-            tokio::spawn(log_lines(what, progress, stop.clone()))
+            tokio::spawn(log_lines(what, progress, unit, stop.clone()))
         };
         Ticker { stop, task }
     }
@@ -58,16 +66,29 @@ impl Ticker {
     }
 }
 
-async fn bar(what: String, progress: Arc<Progress>, stop: CancellationToken) {
+/// What a [`Progress`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Bytes,
+    Objects,
+}
+
+async fn bar(what: String, progress: Arc<Progress>, unit: Unit, stop: CancellationToken) {
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(4));
-    let bounded = ProgressStyle::with_template(
-        "{msg} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-    )
-    .expect("a valid template")
-    .progress_chars("#>-");
-    let unbounded =
-        ProgressStyle::with_template("{spinner} {msg} {bytes} {bytes_per_sec} {elapsed}")
-            .expect("a valid template");
+    let (bounded, unbounded) = match unit {
+        Unit::Bytes => (
+            "{msg} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+            "{spinner} {msg} {bytes} {bytes_per_sec} {elapsed}",
+        ),
+        Unit::Objects => (
+            "{msg} [{wide_bar}] {pos}/{len} objects {per_sec} ETA {eta}",
+            "{spinner} {msg} {pos} objects {per_sec} {elapsed}",
+        ),
+    };
+    let bounded = ProgressStyle::with_template(bounded)
+        .expect("a valid template")
+        .progress_chars("#>-");
+    let unbounded = ProgressStyle::with_template(unbounded).expect("a valid template");
     // Until a byte is counted (or for an operation that counts none), only the time it runs.
     let waiting =
         ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("a valid template");
@@ -95,7 +116,7 @@ async fn bar(what: String, progress: Arc<Progress>, stop: CancellationToken) {
     bar.finish_and_clear();
 }
 
-async fn log_lines(what: String, progress: Arc<Progress>, stop: CancellationToken) {
+async fn log_lines(what: String, progress: Arc<Progress>, unit: Unit, stop: CancellationToken) {
     let started = Instant::now();
     loop {
         tokio::select! {
@@ -104,6 +125,15 @@ async fn log_lines(what: String, progress: Arc<Progress>, stop: CancellationToke
         }
         let done = progress.done();
         let total = progress.total();
+        if unit == Unit::Objects {
+            match total {
+                Some(total) => {
+                    tracing::info!(objects = done, total, "{what}: {done} of {total} objects.")
+                }
+                None => tracing::info!(objects = done, "{what}: {done} objects."),
+            }
+            continue;
+        }
         let text = line(&what, done, total, started.elapsed());
         if done == 0 && total.is_none() {
             // Nothing counted (yet): no byte fields that would claim zero progress.

@@ -19,7 +19,7 @@ use super::{BackupArg, Output};
 /// Examples shown after `lifeboat restore etcd --help`.
 pub const ETCD_EXAMPLES: &str = "Examples:\n  lifeboat restore etcd --to-file snapshot.db --identity key.txt -o json\n  lifeboat restore etcd --backup latest --identity key.txt --dry-run\n  lifeboat restore etcd --snapshot snapshot.db --yes";
 /// Examples shown after `lifeboat restore resources --help`.
-pub const RESOURCES_EXAMPLES: &str = "Examples:\n  lifeboat restore resources --to-dir ./restored --identity key.txt\n  lifeboat restore resources --backup latest --namespace team-a --to-dir ./team-a -o json";
+pub const RESOURCES_EXAMPLES: &str = "Examples:\n  lifeboat restore resources --to-dir ./restored --identity key.txt\n  lifeboat restore resources --backup latest --namespace team-a --to-dir ./team-a -o json\n  lifeboat restore resources --apply --dry-run --namespace payments --identity key.txt\n  lifeboat restore resources --apply --namespace payments --existing update --identity key.txt\n  lifeboat restore resources --apply --namespace payments --namespace-mapping payments=payments-copy";
 
 /// What to restore.
 #[derive(Debug, Subcommand)]
@@ -27,28 +27,64 @@ pub enum Target {
     /// An etcd snapshot: to a file, or the guided restore of this control-plane node.
     #[command(after_help = ETCD_EXAMPLES)]
     Etcd(EtcdArgs),
-    /// A resource export, unpacked to a directory of YAML files for `kubectl apply`.
+    /// A resource export: applied to the cluster (--apply), or unpacked to a directory of YAML
+    /// files (--to-dir).
     #[command(after_help = RESOURCES_EXAMPLES)]
     Resources(ResourcesArgs),
 }
 
 /// Arguments of `restore resources`.
 #[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("destination").required(true).args(["to_dir", "apply"]))]
 pub struct ResourcesArgs {
     #[command(flatten)]
     pub backup: BackupArg,
     /// Write the YAML files here (must not exist yet).
     #[arg(long)]
-    pub to_dir: PathBuf,
-    /// Only this namespace.
+    pub to_dir: Option<PathBuf>,
+    /// Apply the objects to the cluster of `kubernetes:` in the config, with server-side apply,
+    /// in dependency order (docs/RESTORE.md).
     #[arg(long)]
-    pub namespace: Option<String>,
-    /// Only this resource, e.g. deployments.apps or configmaps.
+    pub apply: bool,
+    /// With --apply: send every write with dryRun=All, so the API server checks and admits
+    /// everything and stores nothing.
+    #[arg(long, requires = "apply")]
+    pub dry_run: bool,
+    /// With --apply: what to do with an object that exists in the cluster: leave it alone and
+    /// show how it differs (skip), or apply the backup's version over it (update).
+    #[arg(long, value_enum, default_value_t = ExistingArg::Skip, requires = "apply")]
+    pub existing: ExistingArg,
+    /// With --apply --existing update: take over fields another field manager owns.
+    #[arg(long, requires = "apply")]
+    pub force_conflicts: bool,
+    /// Only these namespaces (repeat the option for several); their Namespace objects too.
     #[arg(long)]
-    pub resource: Option<String>,
-    /// age identity: decrypt Secrets (and other encrypted objects) to plain YAML.
+    pub namespace: Vec<String>,
+    /// Only these resources, e.g. deployments.apps or configmaps (repeatable).
+    #[arg(long)]
+    pub resource: Vec<String>,
+    /// Only objects with these names (repeatable).
+    #[arg(long, requires = "apply")]
+    pub name: Vec<String>,
+    /// Only objects whose labels match, as kubectl writes it: app=web,tier!=db.
+    #[arg(long, short = 'l', requires = "apply")]
+    pub selector: Option<String>,
+    /// Restore namespace OLD into NEW (OLD=NEW, repeatable).
+    #[arg(long, requires = "apply")]
+    pub namespace_mapping: Vec<String>,
+    /// age identity: decrypt Secrets (and other encrypted objects). Without it, --apply skips
+    /// them and lists them.
     #[arg(long, short)]
     pub identity: Option<PathBuf>,
+}
+
+/// `--existing`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum, PartialEq, Eq)]
+pub enum ExistingArg {
+    /// Leave it alone; report how it differs.
+    Skip,
+    /// Apply the backup's version over it.
+    Update,
 }
 
 /// Arguments of `restore etcd`.
@@ -129,6 +165,9 @@ struct ResourcesReport<'a> {
 pub async fn run(config: &Path, output: Output, target: Target) -> anyhow::Result<()> {
     let args = match target {
         Target::Etcd(args) => args,
+        Target::Resources(args) if args.apply => {
+            return super::apply::run(config, output, args).await;
+        }
         Target::Resources(args) => return restore_resources(config, output, args).await,
     };
     if output == Output::Json && args.to_file.is_none() {
@@ -503,13 +542,21 @@ async fn restore_resources(
             args.backup.which(),
         )
         .await?;
+    let (Some(to_dir), [] | [_], [] | [_]) = (
+        args.to_dir.as_deref(),
+        args.namespace.as_slice(),
+        args.resource.as_slice(),
+    ) else {
+        bail!(
+            "--to-dir takes at most one --namespace and one --resource; run it once per namespace, or use --apply, which takes several"
+        );
+    };
     let filter = lifeboat::restore::resources::Filter {
-        namespace: args.namespace.clone(),
-        resource: args.resource.clone(),
+        namespace: args.namespace.first().cloned(),
+        resource: args.resource.first().cloned(),
     };
     let r =
-        lifeboat::restore::resources::to_dir(&store, &manifest, identities, &args.to_dir, filter)
-            .await?;
+        lifeboat::restore::resources::to_dir(&store, &manifest, identities, to_dir, filter).await?;
     let partial = manifest.resources.as_ref().is_some_and(|r| r.partial);
     if output == Output::Json {
         return super::print_json(
@@ -517,7 +564,7 @@ async fn restore_resources(
             &ResourcesReport {
                 target: "resources",
                 id: manifest.id.as_str(),
-                dir: &args.to_dir,
+                dir: to_dir,
                 written: r.written,
                 decrypted: r.decrypted,
                 still_encrypted: r.still_encrypted,
@@ -529,7 +576,7 @@ async fn restore_resources(
         "Wrote {} files of backup {} to {}{}.",
         r.written,
         manifest.id,
-        args.to_dir.display(),
+        to_dir.display(),
         match (r.decrypted, r.still_encrypted) {
             (0, 0) => String::new(),
             (d, 0) => format!(" ({d} encrypted objects decrypted)"),
@@ -539,12 +586,12 @@ async fn restore_resources(
     if partial {
         eprintln!(
             "Note: this backup is partial; see errors in {}/index.json.",
-            args.to_dir.display()
+            to_dir.display()
         );
     }
     println!(
         "Apply with: kubectl apply --server-side -R -f {}",
-        args.to_dir.display()
+        to_dir.display()
     );
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod apply;
 mod cli_json;
 mod config_examples;
 mod deploy;

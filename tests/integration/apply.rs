@@ -1,0 +1,360 @@
+//! `restore resources --apply` against the test API server, with the real kubectl doing what an
+//! engineer (or an accident) does to the cluster in between: a deleted namespace comes back
+//! whole while every other object keeps its resourceVersion; a fresh cluster gets a CRD and its
+//! custom resources in one run; `--dry-run` stores nothing; `--existing skip|update` and a
+//! field-manager conflict behave as documented.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::resources::{EXPORTED, exporter};
+use crate::support::kube_api::{KubeApi, Seed};
+use crate::support::lifeboat::Lifeboat;
+use crate::support::{require, run_ok, which};
+
+/// An object with what the server sets (and the export cleans) removed, for comparing an
+/// original with its restored copy.
+fn comparable(mut obj: Value) -> Value {
+    if let Some(map) = obj.as_object_mut() {
+        map.remove("status");
+        if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
+            for f in [
+                "managedFields",
+                "resourceVersion",
+                "uid",
+                "creationTimestamp",
+                "generation",
+                "selfLink",
+            ] {
+                meta.remove(f);
+            }
+        }
+        if let Some(spec) = map.get_mut("spec").and_then(Value::as_object_mut) {
+            // Services get new cluster IPs on restore, by design.
+            spec.remove("clusterIP");
+            spec.remove("clusterIPs");
+        }
+    }
+    obj
+}
+
+fn kubectl_on(api: &KubeApi, lb: &Lifeboat) -> Option<Command> {
+    let kubectl = require("kubectl", which("kubectl"))?;
+    let kubeconfig = lb.path("kubectl-kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
+    let mut cmd = Command::new(kubectl);
+    cmd.arg("--kubeconfig").arg(kubeconfig);
+    Some(cmd)
+}
+
+fn json(out: &str) -> Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
+}
+
+/// Resource versions of every object outside `namespace`, by resource/namespace/name.
+fn versions_outside(api: &KubeApi, namespace: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for resource in EXPORTED {
+        for obj in api.list(resource) {
+            if obj["metadata"]["namespace"].as_str() == Some(namespace)
+                || (*resource == "namespaces" && obj["metadata"]["name"] == namespace)
+            {
+                continue;
+            }
+            out.push((
+                format!(
+                    "{resource}/{}/{}",
+                    obj["metadata"]["namespace"].as_str().unwrap_or(""),
+                    obj["metadata"]["name"].as_str().unwrap()
+                ),
+                obj["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_namespace_comes_back_whole_and_nothing_else_is_touched() {
+    let api = KubeApi::start(Seed::Standard(20));
+    let store = crate::support::tempdir();
+    let lb = exporter(&api, store.path(), "");
+    let Some(mut kubectl) = kubectl_on(&api, &lb) else {
+        return;
+    };
+    lb.ok(&["backup", "resources"]);
+    let originals: Vec<(String, Value)> = EXPORTED
+        .iter()
+        .flat_map(|r| api.list(r).into_iter().map(move |o| (r.to_string(), o)))
+        .filter(|(r, o)| {
+            o["metadata"]["namespace"] == "alpha"
+                || (r == "namespaces" && o["metadata"]["name"] == "alpha")
+        })
+        .collect();
+    assert!(
+        originals.len() > 60,
+        "alpha holds objects: {}",
+        originals.len()
+    );
+
+    run_ok(kubectl.args(["delete", "namespace", "alpha"]));
+    assert!(api.get("namespaces", None, "alpha").is_none());
+    let untouched = versions_outside(&api, "alpha");
+
+    let out = lb.ok(&[
+        "restore",
+        "resources",
+        "--apply",
+        "--namespace",
+        "alpha",
+        "--identity",
+        lb.identity.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    let report = json(&out);
+    assert_eq!(report["failures"], 0, "{out}");
+    for (resource, original) in &originals {
+        let name = original["metadata"]["name"].as_str().unwrap();
+        let ns = original["metadata"]["namespace"].as_str();
+        let restored = api
+            .get(resource, ns, name)
+            .unwrap_or_else(|| panic!("{resource} {ns:?}/{name} was not restored:\n{out}"));
+        // The namespace's own default ServiceAccount and root CA are made by the cluster
+        // (here: the test server's namespace controller) and are left alone.
+        let made_by_cluster =
+            name == "kube-root-ca.crt" || (resource == "serviceaccounts" && name == "default");
+        if !made_by_cluster {
+            assert_eq!(
+                comparable(restored),
+                comparable(original.clone()),
+                "{resource} {name} is restored as it was"
+            );
+        }
+    }
+    assert_eq!(
+        versions_outside(&api, "alpha"),
+        untouched,
+        "objects outside alpha keep their resourceVersions"
+    );
+    // Every object is reported, with what happened to it.
+    let outcomes: Vec<&str> = report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["outcome"].as_str().unwrap())
+        .collect();
+    assert!(outcomes.contains(&"created"), "{out}");
+    let cm = report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["object"]["name"] == "kube-root-ca.crt")
+        .unwrap();
+    assert_eq!(cm["outcome"], "skipped", "{cm}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_cluster_gets_the_crd_and_its_custom_resources_in_one_run() {
+    let api = KubeApi::start(Seed::Standard(10));
+    let store = crate::support::tempdir();
+    let lb = exporter(&api, store.path(), "");
+    lb.ok(&["backup", "resources"]);
+    let fresh = KubeApi::start(Seed::Empty);
+    assert!(
+        fresh
+            .get(
+                "customresourcedefinitions.apiextensions.k8s.io",
+                None,
+                "widgets.example.com"
+            )
+            .is_none()
+    );
+    let target = exporter(&fresh, store.path(), "");
+    let out = target.ok(&[
+        "restore",
+        "resources",
+        "--apply",
+        "--identity",
+        lb.identity.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        fresh.count("widgets.example.com"),
+        api.count("widgets.example.com"),
+        "{out}"
+    );
+    for resource in [
+        "configmaps",
+        "secrets",
+        "deployments.apps",
+        "clusterroles.rbac.authorization.k8s.io",
+    ] {
+        assert_eq!(
+            fresh.count(resource),
+            api.count(resource),
+            "{resource}:\n{out}"
+        );
+    }
+    // Leases are held by running components, so they are not restored.
+    assert_eq!(fresh.count("leases.coordination.k8s.io"), 0, "{out}");
+    assert!(
+        out.contains("Summary:") && out.contains("widgets.example.com:"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_stores_nothing_and_says_what_would_happen() {
+    let api = KubeApi::start(Seed::Standard(10));
+    let store = crate::support::tempdir();
+    let lb = exporter(&api, store.path(), "");
+    let Some(mut kubectl) = kubectl_on(&api, &lb) else {
+        return;
+    };
+    lb.ok(&["backup", "resources"]);
+    run_ok(kubectl.args(["delete", "namespace", "beta"]));
+    api.clear_requests();
+    let before = api.resource_version();
+    let listed_before: Vec<Value> = EXPORTED.iter().flat_map(|r| api.list(r)).collect();
+    let out = lb.ok(&[
+        "restore",
+        "resources",
+        "--apply",
+        "--dry-run",
+        "--namespace",
+        "beta",
+        "--identity",
+        lb.identity.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    let report = json(&out);
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["failures"], 0, "{out}");
+    // The namespace would be created; what lives in it cannot be checked until it exists,
+    // and the report says so.
+    assert_eq!(report["summary"]["namespaces"]["created"], 1, "{out}");
+    assert!(
+        report["summary"]["configmaps"]["unchecked"]
+            .as_u64()
+            .unwrap()
+            > 5,
+        "{out}"
+    );
+    let unchecked = report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["outcome"] == "unchecked")
+        .unwrap();
+    assert!(
+        unchecked["reason"]
+            .as_str()
+            .unwrap()
+            .contains("namespace beta does not exist yet"),
+        "{unchecked}"
+    );
+    assert_eq!(api.resource_version(), before, "a dry run writes nothing");
+    let listed_after: Vec<Value> = EXPORTED.iter().flat_map(|r| api.list(r)).collect();
+    assert_eq!(
+        listed_after, listed_before,
+        "the server's objects are byte-for-byte the same"
+    );
+    assert!(api.get("namespaces", None, "beta").is_none());
+    // Every write carried dryRun=All.
+    let writes: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| matches!(r.method.as_str(), "PATCH" | "POST" | "PUT" | "DELETE"))
+        .collect();
+    assert!(!writes.is_empty());
+    for w in &writes {
+        assert!(
+            w.query.contains("dryRun=All"),
+            "{} {}?{} without dryRun",
+            w.method,
+            w.path,
+            w.query
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_changed_since_the_backup_is_left_alone_updated_or_reported_in_conflict() {
+    let api = KubeApi::start(Seed::Standard(10));
+    let store = crate::support::tempdir();
+    let lb = exporter(&api, store.path(), "");
+    let Some(mut kubectl) = kubectl_on(&api, &lb) else {
+        return;
+    };
+    lb.ok(&["backup", "resources"]);
+    // Someone edits a ConfigMap by hand after the backup.
+    run_ok(kubectl.args([
+        "-n",
+        "gamma",
+        "patch",
+        "configmap",
+        "cm-00003",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"index":"edited"}}"#,
+    ]));
+    let apply = |extra: &[&str]| {
+        let mut args = vec![
+            "restore",
+            "resources",
+            "--apply",
+            "--namespace",
+            "gamma",
+            "--resource",
+            "configmaps",
+            "--name",
+            "cm-00003",
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        lb.run(&args)
+    };
+    let outcome_of = |out: &std::process::Output| {
+        let report = json(&String::from_utf8_lossy(&out.stdout));
+        report["objects"][0].clone()
+    };
+
+    let skip = apply(&[]);
+    assert!(skip.status.success());
+    let r = outcome_of(&skip);
+    assert_eq!(r["outcome"], "left-alone", "{r}");
+    assert_eq!(r["fields"], serde_json::json!(["data.index"]), "{r}");
+    let live = api.get("configmaps", Some("gamma"), "cm-00003").unwrap();
+    assert_eq!(live["data"]["index"], "edited");
+
+    let update = apply(&["--existing", "update"]);
+    assert!(!update.status.success(), "a conflict is a failure");
+    let r = outcome_of(&update);
+    assert_eq!(r["outcome"], "conflict", "{r}");
+    assert!(
+        r["reason"].as_str().unwrap().contains("--force-conflicts"),
+        "{r}"
+    );
+    let stderr = String::from_utf8_lossy(&update.stderr);
+    assert!(stderr.contains("could not be applied"), "{stderr}");
+    assert_eq!(
+        api.get("configmaps", Some("gamma"), "cm-00003").unwrap()["data"]["index"],
+        "edited"
+    );
+
+    let forced = apply(&["--existing", "update", "--force-conflicts"]);
+    assert!(forced.status.success());
+    let r = outcome_of(&forced);
+    assert_eq!(r["outcome"], "updated", "{r}");
+    assert_eq!(
+        api.get("configmaps", Some("gamma"), "cm-00003").unwrap()["data"]["index"],
+        "3"
+    );
+}
