@@ -46,6 +46,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => cli::verify::run(config, output, args).await,
         Command::Restore(target) => cli::restore::run(config, output, *target).await,
         Command::Delete(args) => cli::delete::run(config, output, args).await,
+        Command::Diff(args) => cli::diff::run(config, output, args).await,
         Command::Keygen(args) => cli::keygen::run(output, args),
         Command::Serve => {
             no_json(

@@ -12,6 +12,7 @@ pub mod apply;
 pub mod backup;
 pub mod completions;
 pub mod delete;
+pub mod diff;
 pub mod drill;
 pub mod keygen;
 pub mod list;
@@ -115,6 +116,9 @@ pub enum Command {
     /// Get a backup back.
     #[command(subcommand)]
     Restore(Box<restore::Target>),
+    /// Show what changed between a resource export and the live cluster, or another export.
+    #[command(after_help = diff::EXAMPLES)]
+    Diff(diff::Args),
     /// Delete one backup (manifest first, then its payload). Refuses the newest full backup of
     /// its kind unless --force.
     #[command(after_help = delete::EXAMPLES)]

@@ -551,3 +551,32 @@ mod tests {
         assert_eq!(listed.shortfall(), Some((5, 3)));
     }
 }
+
+/// Collects the objects of a live listing, for a sink that needs them all (diff).
+#[derive(Default)]
+struct Collect(Vec<Object>);
+
+impl Sink for Collect {
+    async fn put(&mut self, obj: Object) -> Result<bool, Refused> {
+        self.0.push(obj);
+        Ok(false)
+    }
+}
+
+/// Every object of the resources `selection` picks, listed from the live cluster and cleaned
+/// as the export cleans them, with the resources that could not be listed completely (their
+/// reasons, as index.json records them).
+pub async fn list_all(
+    client: &kube::Client,
+    selection: &Selection,
+    page_size: u32,
+) -> Result<(Vec<Object>, Vec<String>), Error> {
+    let discovered = discover(client, selection).await?;
+    let mut collected = Collect::default();
+    let mut errors = Vec::new();
+    for target in &discovered.targets {
+        let result = export(client, target, selection, page_size, &mut collected).await?;
+        errors.extend(result.error);
+    }
+    Ok((collected.0, errors))
+}

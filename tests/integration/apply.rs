@@ -358,3 +358,172 @@ async fn an_object_changed_since_the_backup_is_left_alone_updated_or_reported_in
         "3"
     );
 }
+
+/// Changes made with kubectl between two exports: one ConfigMap deleted, one edited, one
+/// created, and one Secret's value changed.
+fn change_things(kubectl: &mut dyn FnMut() -> Command) {
+    run_ok(kubectl().args(["-n", "alpha", "delete", "configmap", "cm-00001"]));
+    run_ok(kubectl().args([
+        "-n",
+        "alpha",
+        "patch",
+        "configmap",
+        "cm-00002",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"index":"two"}}"#,
+    ]));
+    run_ok(kubectl().args([
+        "-n",
+        "alpha",
+        "create",
+        "configmap",
+        "brand-new",
+        "--from-literal=k=v",
+    ]));
+    run_ok(kubectl().args([
+        "-n",
+        "alpha",
+        "patch",
+        "secret",
+        "secret-00004",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"password":"c3dvcmRmaXNo"}}"#,
+    ]));
+}
+
+/// The ids of the resource exports, oldest first.
+fn export_ids(lb: &Lifeboat) -> Vec<String> {
+    json(&lb.ok(&["list", "--kind", "resources", "-o", "json"]))["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn names(report: &Value, change: &str) -> Vec<String> {
+    report["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["change"] == change)
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["object"]["kind"].as_str().unwrap(),
+                e["object"]["name"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_shows_exactly_what_changed_between_two_exports_and_against_the_live_cluster() {
+    let api = KubeApi::start(Seed::Standard(10));
+    let store = crate::support::tempdir();
+    let lb = exporter(&api, store.path(), "");
+    let Some(kubectl) = kubectl_on(&api, &lb) else {
+        return;
+    };
+    lb.ok(&["backup", "resources"]);
+    let before = export_ids(&lb)[0].clone();
+    let program = kubectl.get_program().to_owned();
+    let kubeconfig_args: Vec<_> = kubectl.get_args().map(|a| a.to_owned()).collect();
+    let mut kubectl = || {
+        let mut c = Command::new(&program);
+        c.args(&kubeconfig_args);
+        c
+    };
+    change_things(&mut kubectl);
+
+    // Against the live cluster, with the identity: the Secret is compared by hash.
+    let identity = lb.identity.to_str().unwrap().to_string();
+    let live = json(&lb.ok(&[
+        "diff",
+        "--backup",
+        &before,
+        "--namespace",
+        "alpha",
+        "--identity",
+        &identity,
+        "-o",
+        "json",
+    ]));
+    assert_eq!(names(&live, "added"), ["ConfigMap brand-new"], "{live}");
+    assert_eq!(names(&live, "removed"), ["ConfigMap cm-00001"], "{live}");
+    assert_eq!(
+        names(&live, "changed"),
+        ["ConfigMap cm-00002", "Secret secret-00004"],
+        "{live}"
+    );
+    let entries = live["entries"].as_array().unwrap();
+    let cm = entries
+        .iter()
+        .find(|e| e["object"]["name"] == "cm-00002")
+        .unwrap();
+    let d = cm["diff"].as_str().unwrap();
+    assert!(d.contains("+  index: two"), "{d}");
+    let secret = entries
+        .iter()
+        .find(|e| e["object"]["name"] == "secret-00004")
+        .unwrap();
+    assert_eq!(secret["concealed"], true);
+    assert!(secret.get("diff").is_none(), "{secret}");
+    assert!(
+        !live.to_string().contains("c3dvcmRmaXNo"),
+        "no Secret value in the report"
+    );
+
+    // Between two exports, in text, with the Secret shown on request.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    lb.ok(&["backup", "resources"]);
+    let after = export_ids(&lb)[1].clone();
+    let text = lb.ok(&[
+        "diff",
+        "--backup",
+        &before,
+        "--against",
+        &after,
+        "--namespace",
+        "alpha",
+        "--identity",
+        &identity,
+        "--show-secrets",
+    ]);
+    assert!(text.contains("+ ConfigMap alpha/brand-new"), "{text}");
+    assert!(text.contains("- ConfigMap alpha/cm-00001"), "{text}");
+    assert!(text.contains("+  password: c3dvcmRmaXNo"), "{text}");
+    assert!(text.contains("1 added, 1 removed, 2 changed"), "{text}");
+
+    // Without the identity, Secrets are not compared (and not shown as added or removed).
+    let blind = json(&lb.ok(&[
+        "diff",
+        "--backup",
+        &before,
+        "--namespace",
+        "alpha",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(names(&blind, "changed"), ["ConfigMap cm-00002"], "{blind}");
+    assert!(
+        blind["not_compared"][0]
+            .as_str()
+            .unwrap()
+            .contains("pass --identity"),
+        "{blind}"
+    );
+    // An unchanged cluster diffs clean against its own export.
+    let clean = json(&lb.ok(&[
+        "diff",
+        "--backup",
+        &after,
+        "--identity",
+        &identity,
+        "-o",
+        "json",
+    ]));
+    assert_eq!(clean["entries"], serde_json::json!([]), "{clean}");
+}
