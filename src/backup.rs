@@ -48,7 +48,7 @@ pub async fn unused_id(
     let mut tries = 0;
     loop {
         let id = new_id(now);
-        match store.ensure_unused(cluster, kind, id.as_str()).await {
+        match store.ensure_unused(cluster, kind, &id).await {
             Ok(()) => return Ok(id),
             Err(e @ store::Error::IdTaken { .. }) if tries < 3 => {
                 tracing::warn!(backup_id = %id, error = %e, "A new backup id was taken; picking another.");
@@ -94,7 +94,7 @@ pub async fn etcd(
     let settings = encode_settings(cfg);
     let name = settings.payload_name("snapshot.db");
     let key = store
-        .backup_dir(&cfg.cluster, Kind::Etcd, id.as_str())
+        .backup_dir(&cfg.cluster, Kind::Etcd, &id)
         .join(name.as_str());
     tracing::info!(backup_id = %id, endpoint = %status.endpoint, revision = status.revision, db_size = status.db_size, "Snapshot started.");
 
@@ -176,7 +176,7 @@ pub async fn resources(
     let id = unused_id(store, &cfg.cluster, Kind::Resources, started_at).await?;
     let name = "resources.tar.zst".to_string();
     let key = store
-        .backup_dir(&cfg.cluster, Kind::Resources, id.as_str())
+        .backup_dir(&cfg.cluster, Kind::Resources, &id)
         .join(name.as_str());
     tracing::info!(backup_id = %id, api_server = %api_server, resources = discovered.targets.len(), discovery = discovered.mode, "Resource export started.");
 
@@ -306,13 +306,12 @@ async fn commit_unless_cancelled(
     cancel: &CancellationToken,
 ) -> Result<(), store::Error> {
     if cancel.is_cancelled() {
-        return Err(store::Error::Commit {
+        return Err(store::Error::CommitCancelled {
             key: store.describe(
                 &store
-                    .backup_dir(&manifest.cluster, manifest.kind, manifest.id.as_str())
+                    .backup_dir(&manifest.cluster, manifest.kind, &manifest.id)
                     .join(manifest::MANIFEST_NAME),
             ),
-            reason: "the run was cancelled (shutdown or leadership lost) before the manifest was written; the payload is left for the sweep".into(),
         });
     }
     store.commit(manifest).await
@@ -379,7 +378,7 @@ async fn run_stages<P>(
         }
     };
     if let Err(e) = uploaded {
-        return Err(upload.abort_in_place(store::chain(&e)).await.into());
+        return Err(upload.abort_after(e).await.into());
     }
     let failure: Error = match (produced, encoded) {
         (Produced::Done(p), Ok(t)) => return Ok((p, t)),
@@ -388,8 +387,8 @@ async fn run_stages<P>(
         (Produced::Cancelled, _) => encode::Error::OutputClosed.into(),
         (Produced::Done(_), Err(e)) => e.into(),
     };
-    match upload.abort_in_place(failure.to_string()).await {
-        store::Error::Upload {
+    match upload.abort_in_place(crate::error::chain(&failure)).await {
+        store::Error::UploadStopped {
             abort: store::AbortOutcome::Failed(why),
             key,
             ..

@@ -257,7 +257,7 @@ async fn check_store(
             .store
             .preflight(&svc.cfg.cluster, kind)
             .await
-            .map_err(|e| e.to_string());
+            .map_err(|e| crate::error::chain(&e));
         if let Err(e) = &result {
             tracing::warn!(error = %e, "The store is not reachable.");
         }
@@ -493,7 +493,7 @@ async fn run_plan(svc: Arc<Service>, plan: Plan, abort: CancellationToken, term:
                 m.failures
                     .with_label_values(&[cluster, &plan.name, e.stage().as_str()])
                     .inc();
-                let error = store::chain(&e);
+                let error = crate::error::chain(&e);
                 if abort.is_cancelled() {
                     let why = if term.is_over() {
                         "leadership lost"
@@ -546,7 +546,7 @@ async fn apply_retention(svc: &Service, plan: &Plan) {
                 .failures
                 .with_label_values(&[labels[0], labels[1], "retention"])
                 .inc();
-            tracing::error!(plan = %plan.name, error = %e, "Retention failed; nothing more was deleted. It runs again after the next backup.");
+            tracing::error!(plan = %plan.name, error = %crate::error::chain(&e), "Retention failed; nothing more was deleted. It runs again after the next backup.");
         }
     }
 }
@@ -561,19 +561,19 @@ async fn run_drill(svc: Arc<Service>) {
             .as_deref()
             .map(crate::keys::Identities::load)
             .transpose()
-            .map_err(|e| e.to_string())?
+            .map_err(|e| crate::error::chain(&e))?
             .map(Arc::new);
         let bin_dir = crate::drill::find_bin_dir(svc.cfg.drill.etcd_bin_dir.as_deref())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::error::chain(&e))?;
         let manifest = svc
             .store
-            .resolve(cluster, Kind::Etcd, "latest")
+            .resolve(cluster, Kind::Etcd, &store::Selector::Latest)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::error::chain(&e))?;
         let limits = crate::drill::Limits::from_config(&svc.cfg);
         crate::drill::run_with_limits(&svc.store, &manifest, identities, &bin_dir, limits)
             .await
-            .map_err(|e| store::chain(&e))
+            .map_err(|e| crate::error::chain(&e))
     }
     .await;
     match result {

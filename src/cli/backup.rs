@@ -24,7 +24,7 @@ pub async fn run(config: &Path, target: Target) -> anyhow::Result<()> {
     match target {
         Target::Etcd => {
             let m = lifeboat::backup::etcd(&cfg, &store, &cancel).await?;
-            let key = store.backup_dir(&m.cluster, m.kind, m.id.as_str());
+            let key = store.backup_dir(&m.cluster, m.kind, &m.id);
             println!(
                 "Backup {} complete: {} snapshot, {} stored at {}/",
                 m.id,
@@ -35,7 +35,7 @@ pub async fn run(config: &Path, target: Target) -> anyhow::Result<()> {
         }
         Target::Resources => {
             let m = lifeboat::backup::resources(&cfg, &store, &cancel).await?;
-            let key = store.backup_dir(&m.cluster, m.kind, m.id.as_str());
+            let key = store.backup_dir(&m.cluster, m.kind, &m.id);
             let r = m
                 .resources
                 .as_ref()

@@ -33,7 +33,11 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<()> {
     )?;
     let store = super::open_store(&cfg)?;
     let manifest = store
-        .resolve(&cfg.cluster, lifeboat::manifest::Kind::Etcd, &args.backup)
+        .resolve(
+            &cfg.cluster,
+            lifeboat::manifest::Kind::Etcd,
+            &args.backup.parse()?,
+        )
         .await?;
     let limits = lifeboat::drill::Limits {
         boot: args.boot_timeout,

@@ -36,7 +36,7 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<()> {
                 v.explain()
             );
         }
-        for (id, superseded) in &report.partials {
+        for lifeboat::prune::Partial { id, superseded } in &report.partials {
             let (action, why) = if *superseded {
                 (
                     "DELETE",
@@ -60,8 +60,8 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<()> {
         } else {
             "deleted"
         };
-        let deletions =
-            report.decision.deleted().count() + report.partials.iter().filter(|(_, s)| *s).count();
+        let deletions = report.decision.deleted().count()
+            + report.partials.iter().filter(|p| p.superseded).count();
         let sweeps = report
             .sweep
             .iter()

@@ -106,7 +106,11 @@ pub async fn run(config: &Path, target: Target) -> anyhow::Result<()> {
         let store = super::open_store(&cfg)?;
         let which = args.backup.as_deref().unwrap_or("latest");
         let manifest = store
-            .resolve(&cfg.cluster, lifeboat::manifest::Kind::Etcd, which)
+            .resolve(
+                &cfg.cluster,
+                lifeboat::manifest::Kind::Etcd,
+                &which.parse()?,
+            )
             .await?;
         let outcome =
             lifeboat::restore::fetch(&store, &manifest, identities, Some(to_file)).await?;
@@ -181,7 +185,11 @@ async fn guided_restore(
             let which = args.backup.as_deref().unwrap_or("latest");
             Some(
                 store
-                    .resolve(&cfg.cluster, lifeboat::manifest::Kind::Etcd, which)
+                    .resolve(
+                        &cfg.cluster,
+                        lifeboat::manifest::Kind::Etcd,
+                        &which.parse()?,
+                    )
                     .await?,
             )
         }
@@ -333,7 +341,7 @@ async fn guided_restore(
         // The node's state comes first; what became of the snapshot file last.
         Err(e) => bail!(
             "{}\n{}",
-            lifeboat::store::chain(&e),
+            lifeboat::error::chain(&e),
             match &snapshot {
                 SnapshotFile::Given(_) => "The snapshot file was not changed.".to_string(),
                 other => format!(
@@ -456,7 +464,7 @@ async fn restore_resources(config: &Path, args: ResourcesArgs) -> anyhow::Result
         .resolve(
             &cfg.cluster,
             lifeboat::manifest::Kind::Resources,
-            &args.backup,
+            &args.backup.parse()?,
         )
         .await?;
     let filter = lifeboat::restore::resources::Filter {

@@ -28,7 +28,7 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<()> {
     let identities = super::load_identities(args.identity.as_deref())?;
     let store = super::open_store(&cfg)?;
     let manifest = store
-        .resolve(&cfg.cluster, args.kind.into(), &args.backup)
+        .resolve(&cfg.cluster, args.kind.into(), &args.backup.parse()?)
         .await?;
     let outcome = lifeboat::restore::fetch(&store, &manifest, identities.clone(), None).await?;
     println!("{}", describe(&manifest, &outcome, identities.is_some()));

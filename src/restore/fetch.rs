@@ -33,12 +33,19 @@ pub enum Error {
         actual_sha256: String,
     },
     #[error(
-        "downloading {key} failed after {received} bytes: {reason}; check the store and run the command again"
+        "downloading {key} failed after {received} bytes; check the store and run the command again"
     )]
     Download {
         key: String,
         received: u64,
-        reason: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("checking {key} stopped: the worker thread failed")]
+    Worker {
+        key: String,
+        #[source]
+        source: tokio::task::JoinError,
     },
     #[error("backup {id}: {source}")]
     Decode {
@@ -47,9 +54,22 @@ pub enum Error {
         source: encode::Error,
     },
     #[error(
-        "backup {id} matches its manifest but does not decompress ({reason}); it was written damaged: use another backup"
+        "backup {id} matches its manifest but does not decompress; it was written damaged: use another backup"
     )]
-    Decompress { id: String, reason: String },
+    Decompress {
+        id: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "backup {id} matches its manifest but its entry {path} does not read; it was written damaged: use another backup"
+    )]
+    Entry {
+        id: String,
+        path: String,
+        #[source]
+        source: io::Error,
+    },
     #[error(
         "backup {id} decodes to {actual} bytes but its manifest says {expected}; it was written damaged: use another backup"
     )]
@@ -168,7 +188,7 @@ pub async fn fetch_with_progress(
         });
     }
     let key = store
-        .backup_dir(&manifest.cluster, manifest.kind, &id)
+        .backup_dir(&manifest.cluster, manifest.kind, &manifest.id)
         .join(manifest.payload.name.as_str());
     let described = store.describe(&key);
     let stream = store.read_stream(&key).await?;
@@ -187,14 +207,13 @@ pub async fn fetch_with_progress(
         )
     });
     let partial = out_path.as_deref().map(partial_path);
-    task.await.map_err(|e| {
+    task.await.map_err(|source| {
         if let Some(tmp) = &partial {
             let _ = std::fs::remove_file(tmp);
         }
-        Error::Download {
+        Error::Worker {
             key: store.describe(&key),
-            received: 0,
-            reason: e.to_string(),
+            source,
         }
     })?
 }
@@ -253,11 +272,11 @@ fn check_blocking<R: Read>(
         let _ = io::copy(&mut stored, &mut io::sink());
     }
     let (latch, stored_size, stored_sha256) = stored.finish();
-    if let Some(reason) = latch.error {
+    if let Some(source) = latch.error {
         return Err(cleanup(Error::Download {
             key: key.to_string(),
             received: stored_size,
-            reason,
+            source,
         }));
     }
     if stored_size != manifest.payload.stored_size
@@ -325,10 +344,10 @@ fn check_blocking<R: Read>(
 }
 
 /// Remembers the first error of the download stream, so that a broken download is reported
-/// as such and not as the damage it causes further down.
+/// as such and not as the damage it causes further down. Reads after it fail with its kind.
 pub(crate) struct Latch<R> {
     inner: R,
-    pub(crate) error: Option<String>,
+    pub(crate) error: Option<io::Error>,
     progress: Arc<crate::progress::Progress>,
 }
 
@@ -345,13 +364,17 @@ impl<R> Latch<R> {
 impl<R: Read> Read for Latch<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if let Some(e) = &self.error {
-            return Err(io::Error::other(e.clone()));
+            return Err(io::Error::new(e.kind(), "the download failed earlier"));
         }
-        let n = self.inner.read(buf).inspect_err(|e| {
-            if e.kind() != io::ErrorKind::Interrupted {
-                self.error = Some(e.to_string());
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
+            Err(e) => {
+                let again = io::Error::new(e.kind(), "the download failed");
+                self.error = Some(e);
+                return Err(again);
             }
-        })?;
+        };
         self.progress.advance(n as u64);
         Ok(n)
     }
@@ -396,7 +419,7 @@ enum DecodeFailure {
 
 impl From<crate::archive::ReadError> for DecodeFailure {
     fn from(e: crate::archive::ReadError) -> Self {
-        DecodeFailure::Decompress(io::Error::other(e.to_string()))
+        DecodeFailure::Decompress(io::Error::other(e))
     }
 }
 
@@ -405,10 +428,7 @@ impl DecodeFailure {
         let id = id.to_string();
         match self {
             DecodeFailure::Open(source) => Error::Decode { id, source },
-            DecodeFailure::Decompress(e) => Error::Decompress {
-                id,
-                reason: e.to_string(),
-            },
+            DecodeFailure::Decompress(source) => Error::Decompress { id, source },
             DecodeFailure::Write(path, source) => Error::Output { path, source },
             DecodeFailure::Integrity(source) => Error::Integrity { id, source },
             DecodeFailure::Mismatch(reason) => Error::ArchiveMismatch { id, reason },

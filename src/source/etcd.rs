@@ -12,9 +12,9 @@ use tokio::time::timeout;
 use url::Url;
 
 use crate::config;
+use crate::error::chain;
 use crate::manifest::EtcdSource;
 use crate::snapshot::{self, TrailerCheck};
-use crate::store::chain;
 
 /// Why the snapshot could not be taken.
 #[derive(Debug, Error)]

@@ -18,7 +18,7 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 
 use crate::config;
-use crate::store::chain;
+use crate::error::chain;
 
 /// Why the export could not start.
 #[derive(Debug, Error)]
