@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
+use super::etcd_yaml::{self, EtcdManifest, Rewrite, Rewritten};
 use super::etcdutl::{self, Tool};
-use super::manifest_rewrite::{self, EtcdManifest, Rewrite, Rewritten};
 use crate::config;
 use crate::source::etcd as etcd_source;
 
@@ -41,7 +41,7 @@ pub enum Error {
     Manifest {
         path: PathBuf,
         #[source]
-        source: manifest_rewrite::Error,
+        source: etcd_yaml::Error,
     },
     #[error(
         "{path} already exists: choose another --data-dir (the restore never writes into an existing directory)"
@@ -170,7 +170,7 @@ pub fn plan(
         .unwrap_or_else(|| format!("etcd-cluster-{label}"));
     let mut rewrite = Rewrite::new(data_dir.display().to_string(), token.clone());
     rewrite.manifest_path = manifest.display().to_string();
-    let rewritten = manifest_rewrite::rewrite(&text, &rewrite).map_err(bad)?;
+    let rewritten = etcd_yaml::rewrite(&text, &rewrite).map_err(bad)?;
     let manifests_dir = manifest.parent().unwrap_or(Path::new("/")).to_path_buf();
     let apiserver = Some(manifests_dir.join("kube-apiserver.yaml")).filter(|p| p.exists());
     let backup_dir = match &opts.backup_dir {

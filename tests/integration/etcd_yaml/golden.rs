@@ -1,7 +1,7 @@
 //! Golden files: each fixture's rewritten text, diff and change list are checked byte for byte.
 //! Set LIFEBOAT_BLESS=1 to write the expected files after a deliberate change, then review them.
 
-use lifeboat::restore::manifest_rewrite::{ClusterMember, EtcdManifest, rewrite};
+use lifeboat::restore::etcd_yaml::{ClusterMember, EtcdManifest, rewrite};
 
 use super::support::{FIXTURES, NEW_DIR, TOKEN, fixture, fixture_path, golden_request};
 

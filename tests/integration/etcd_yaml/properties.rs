@@ -2,7 +2,7 @@
 //! quoting, unrelated flags, CRLF). The rewrite must change only the intended fields, leave every
 //! other line byte-identical, and do nothing the second time.
 
-use lifeboat::restore::manifest_rewrite::{EtcdManifest, Rewrite, rewrite};
+use lifeboat::restore::etcd_yaml::{EtcdManifest, Rewrite, rewrite};
 use proptest::prelude::*;
 use serde_json::Value;
 
