@@ -200,7 +200,7 @@ async fn guided_restore(
         None => format!("snapshot-{}", now.format("%Y%m%dT%H%M%SZ")).to_lowercase(),
     };
     let opts = guided::Options {
-        manifest: args.manifest.clone(),
+        etcd_yaml: args.manifest.clone(),
         data_dir: args.data_dir.clone(),
         cluster_token: args.cluster_token.clone(),
         member_name: args.member_name.clone(),

@@ -47,7 +47,7 @@ pub enum Error {
         #[source]
         source: tokio::task::JoinError,
     },
-    #[error("backup {id}: {source}")]
+    #[error("backup {id}")]
     Decode {
         id: String,
         #[source]
@@ -82,14 +82,14 @@ pub enum Error {
         "backup {id} reads back, but {reason}; it was written damaged or altered: use another backup"
     )]
     ArchiveMismatch { id: String, reason: String },
-    #[error("backup {id}: the encrypted object {path}: {source}")]
+    #[error("backup {id}: the encrypted object {path}")]
     Object {
         id: String,
         path: String,
         #[source]
         source: encode::Error,
     },
-    #[error("backup {id}: {source}")]
+    #[error("backup {id}")]
     Integrity {
         id: String,
         #[source]
@@ -109,7 +109,7 @@ pub enum Error {
     IdentityRequired { id: String, recipients: String },
     #[error("{path} already exists: choose another --to-file, or move it away first")]
     OutputExists { path: PathBuf },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Output {
         path: PathBuf,
         #[source]

@@ -321,7 +321,7 @@ pub(super) fn insert_token(
 }
 
 pub(super) fn plan(text: &str, scanned: &Scanned, change: &Rewrite) -> Result<Plan, Error> {
-    let m = &scanned.manifest;
+    let m = &scanned.etcd;
     let volume = &m.data_volume;
     let mut plan = Plan::default();
 

@@ -1,4 +1,4 @@
-//! Reads kubeadm's etcd static pod manifest (`/etc/kubernetes/manifests/etcd.yaml`) and rewrites
+//! Reads kubeadm's etcd static pod (`/etc/kubernetes/manifests/etcd.yaml`) and rewrites
 //! it so etcd starts on a restored data directory. Pure: text in, text out. Every edit is made in
 //! place on the original text, so comments, key order, quoting and indentation are kept.
 //!
@@ -24,14 +24,14 @@
 //! the in-container path mirrors the host path, as kubeadm writes it, because:
 //!
 //! - the result is exactly what kubeadm renders for `etcd.local.dataDir: N`, so once the
-//!   `kubeadm-config` ConfigMap says the same, `kubeadm upgrade` regenerates the same manifest;
+//!   `kubeadm-config` ConfigMap says the same, `kubeadm upgrade` regenerates the same etcd.yaml;
 //! - `--data-dir` keeps naming a directory the on-call engineer can `ls` on the node, and the paths
 //!   in etcd's logs are host paths. If `--data-dir` said `/var/lib/etcd` while the pod ran on `N`,
 //!   someone cleaning up "old restore directories" would delete the live data.
 //!
 //! So: after a rewrite `--data-dir` equals the data mount's `mountPath`, and `hostPath.path` is `N`.
 //! The `mountPath` becomes `N` only when it was equal to the old `hostPath.path` (the kubeadm
-//! mirror). A manifest that deliberately mounts a different host directory (say `/mnt/disk/etcd` at
+//! mirror). An etcd.yaml that deliberately mounts a different host directory (say `/mnt/disk/etcd` at
 //! `/var/lib/etcd`) keeps its in-container path; only `hostPath` changes. When `--data-dir` was a
 //! subdirectory of the mount, it becomes the mount itself, since `N` is the data dir.
 //! `mountPath` never changes without `--data-dir` changing with it: a `--data-dir` outside every
@@ -42,7 +42,7 @@
 //! `etcdutl snapshot restore` writes a new member directory with the membership and token it was
 //! given; it bootstraps a new cluster, so a restored member starts as `new`. A kubeadm member
 //! that joined an existing cluster carries `--initial-cluster-state=existing`. etcd ignores the
-//! `--initial-cluster*` flags once the data dir holds a WAL, but the manifest should say what the
+//! `--initial-cluster*` flags once the data dir holds a WAL, but etcd.yaml should say what the
 //! member is. Left at `existing`, a member whose data dir went missing would try to join the
 //! peers in `--initial-cluster`. The token is set to the one given to `etcdutl` for the same reason.
 //!
@@ -52,7 +52,7 @@
 //! mounted by other containers, flags inside a shell string (`sh -c "etcd --data-dir=..."`), values
 //! written as YAML aliases or over several lines, and duplicated flags.
 //!
-//! The caller must create and fill `N` before writing the manifest: kubeadm's volume is
+//! The caller must create and fill `N` before writing etcd.yaml: kubeadm's volume is
 //! `DirectoryOrCreate`, so a missing `N` would start etcd on an empty directory.
 
 use std::fmt;
@@ -67,16 +67,16 @@ use edits::*;
 use parse::*;
 use verify::*;
 
-/// Where kubeadm writes the etcd static pod manifest, used for the diff headers by default.
-pub const DEFAULT_MANIFEST_PATH: &str = "/etc/kubernetes/manifests/etcd.yaml";
+/// Where kubeadm writes the etcd static pod; the diff headers name it unless told otherwise.
+pub const DEFAULT_PATH: &str = "/etc/kubernetes/manifests/etcd.yaml";
 
-/// Why a manifest could not be read or rewritten. Each message says what to do next.
+/// Why etcd.yaml could not be read or rewritten. Each message says what to do next.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The text is not YAML, or not shaped like a Pod.
     #[error(
-        "etcd.yaml could not be read as a Pod manifest ({message}): compare it with the copy on \
+        "etcd.yaml could not be read as a Pod ({message}): compare it with the copy on \
          another control-plane node or a kubeadm backup under /etc/kubernetes/tmp/, fix it, and \
          run the restore again"
     )]
@@ -91,7 +91,7 @@ pub enum Error {
 
     /// The document is some other Kubernetes object.
     #[error(
-        "etcd.yaml is a {kind}, not a Pod: point lifeboat at the etcd static pod manifest \
+        "etcd.yaml is a {kind}, not a Pod: point lifeboat at the etcd static pod \
          (kubeadm writes it to /etc/kubernetes/manifests/etcd.yaml)"
     )]
     NotAPod {
@@ -101,7 +101,7 @@ pub enum Error {
 
     /// `spec.containers` is missing or empty.
     #[error(
-        "etcd.yaml has no spec.containers: is this kubeadm's etcd manifest? Point lifeboat at \
+        "etcd.yaml has no spec.containers: is this kubeadm's etcd.yaml? Point lifeboat at \
          /etc/kubernetes/manifests/etcd.yaml"
     )]
     NoContainers,
@@ -121,7 +121,7 @@ pub enum Error {
     /// A required flag is in neither `command` nor `args` of the etcd container.
     #[error(
         "etcd.yaml has no {flag} flag in the etcd container's command or args: is this kubeadm's \
-         etcd manifest?"
+         etcd.yaml?"
     )]
     MissingFlag {
         /// The flag, with its leading dashes.
@@ -132,7 +132,7 @@ pub enum Error {
     #[error(
         "etcd.yaml line {line}: {flag} is inside a longer command string, not a list item of its \
          own; lifeboat only edits flags that are separate command/args items: make each flag its \
-         own item (as kubeadm does) or rewrite the manifest by hand"
+         own item (as kubeadm does) or rewrite etcd.yaml by hand"
     )]
     FlagInShellString {
         /// The flag, with its leading dashes.
@@ -223,7 +223,7 @@ pub enum Error {
     #[error(
         "the etcd container mounts volume {volume} with subPath {sub_path}; lifeboat does not \
          rewrite subPath mounts: mount the data directory without subPath (as kubeadm does) or \
-         edit the manifest by hand"
+         edit etcd.yaml by hand"
     )]
     DataMountHasSubPath {
         /// The volume name.
@@ -236,7 +236,7 @@ pub enum Error {
     #[error(
         "volume {volume}, which holds etcd's data, is also mounted at {mount_path} in container \
          {container}; pointing it at the restored directory would change that mount too: give \
-         that container its own volume, or edit the manifest by hand"
+         that container its own volume, or edit etcd.yaml by hand"
     )]
     DataVolumeShared {
         /// The volume name.
@@ -250,8 +250,8 @@ pub enum Error {
     /// `--wal-dir` keeps the WAL outside the data dir.
     #[error(
         "etcd.yaml sets --wal-dir={wal_dir}; a restore puts the WAL inside the data dir, and etcd \
-         would read the old WAL from {wal_dir}: remove --wal-dir (and its volume) from the \
-         manifest before restoring, or restore by hand"
+         would read the old WAL from {wal_dir}: remove --wal-dir (and its volume) from \
+         etcd.yaml before restoring, or restore by hand"
     )]
     WalDirSet {
         /// The `--wal-dir` value.
@@ -334,7 +334,7 @@ pub enum Error {
     /// The rewritten text failed the self-check. A bug in lifeboat.
     #[error(
         "lifeboat's rewrite of etcd.yaml failed its own check ({detail}); this is a bug in \
-         lifeboat and the manifest was not written: edit it by hand, pointing --data-dir and the \
+         lifeboat and etcd.yaml was not written: edit it by hand, pointing --data-dir and the \
          data volume's hostPath.path (and mountPath, if it equals hostPath) at {data_dir} and \
          setting --initial-cluster-token={token}"
     )]
@@ -348,9 +348,9 @@ pub enum Error {
     },
 }
 
-/// The etcd settings read from a manifest.
+/// The etcd settings read from etcd.yaml.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EtcdManifest {
+pub struct EtcdYaml {
     /// Name of the etcd container.
     pub container: String,
     /// `--name`: this member's name.
@@ -398,10 +398,10 @@ pub struct ClusterMember {
     pub peer_url: String,
 }
 
-impl EtcdManifest {
-    /// Reads the etcd settings from the manifest text.
-    pub fn parse(text: &str) -> Result<EtcdManifest, Error> {
-        Ok(scan(text)?.manifest)
+impl EtcdYaml {
+    /// Reads the etcd settings from the text of etcd.yaml.
+    pub fn parse(text: &str) -> Result<EtcdYaml, Error> {
+        Ok(scan(text)?.etcd)
     }
 
     /// Splits `--initial-cluster` into its members, in order.
@@ -431,19 +431,19 @@ pub struct Rewrite {
     pub cluster_token: String,
     /// Change `--initial-cluster-state=existing` to `new` (see the module docs).
     pub set_cluster_state_new: bool,
-    /// Path shown in the diff headers.
-    pub manifest_path: String,
+    /// The path of etcd.yaml shown in the diff headers; default [`DEFAULT_PATH`].
+    pub path: String,
 }
 
 impl Rewrite {
     /// A rewrite to `data_dir` with `cluster_token`, setting the cluster state to `new`, with diff
-    /// headers naming [`DEFAULT_MANIFEST_PATH`].
+    /// headers naming [`DEFAULT_PATH`].
     pub fn new(data_dir: impl Into<String>, cluster_token: impl Into<String>) -> Rewrite {
         Rewrite {
             data_dir: data_dir.into(),
             cluster_token: cluster_token.into(),
             set_cluster_state_new: true,
-            manifest_path: DEFAULT_MANIFEST_PATH.to_string(),
+            path: DEFAULT_PATH.to_string(),
         }
     }
 }
@@ -451,7 +451,7 @@ impl Rewrite {
 /// The result of [`rewrite`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rewritten {
-    /// The new manifest text.
+    /// The new text of etcd.yaml.
     pub text: String,
     /// What changed, in the order the fields appear in the file. Empty when nothing had to change.
     pub changes: Vec<Change>,
@@ -512,14 +512,14 @@ impl fmt::Display for Field {
     }
 }
 
-/// Rewrites the manifest text for a restore into `change.data_dir` (see the module docs).
+/// Rewrites the text of etcd.yaml for a restore into `change.data_dir` (see the module docs).
 ///
 /// Rewriting an already rewritten text with the same input changes nothing.
 pub fn rewrite(text: &str, change: &Rewrite) -> Result<Rewritten, Error> {
     validate_data_dir(&change.data_dir)?;
     validate_token(&change.cluster_token)?;
     let scanned = scan(text)?;
-    if let Some(wal_dir) = &scanned.manifest.wal_dir {
+    if let Some(wal_dir) = &scanned.etcd.wal_dir {
         return Err(Error::WalDirSet {
             wal_dir: wal_dir.clone(),
         });
@@ -533,7 +533,7 @@ pub fn rewrite(text: &str, change: &Rewrite) -> Result<Rewritten, Error> {
     let diff = if new_text == text {
         String::new()
     } else {
-        let shown = change.manifest_path.trim_start_matches('/');
+        let shown = change.path.trim_start_matches('/');
         similar::TextDiff::from_lines(text, &new_text)
             .unified_diff()
             .context_radius(3)

@@ -104,7 +104,7 @@ impl FlagHit {
 }
 
 pub(super) struct Scanned {
-    pub(super) manifest: EtcdManifest,
+    pub(super) etcd: EtcdYaml,
     pub(super) container_index: usize,
     pub(super) flags: HashMap<&'static str, FlagHit>,
     pub(super) mount_index: usize,
@@ -220,7 +220,7 @@ pub(super) fn scan(text: &str) -> Result<Scanned, Error> {
 
     let host_path = host.path.value.clone();
     let host_data_dir = format!("{}{}", trim_slash(&host_path), rel);
-    let manifest = EtcdManifest {
+    let etcd = EtcdYaml {
         container: etcd.name.clone().unwrap_or_default(),
         name,
         initial_cluster,
@@ -239,7 +239,7 @@ pub(super) fn scan(text: &str) -> Result<Scanned, Error> {
         },
     };
     Ok(Scanned {
-        manifest,
+        etcd,
         container_index,
         mount_index,
         mount_span: mount.mount_path.clone(),

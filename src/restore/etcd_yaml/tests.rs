@@ -38,7 +38,7 @@ fn err(text: &str) -> Error {
 
 #[test]
 fn parse_reads_kubeadm_settings() {
-    let m = EtcdManifest::parse(KUBEADM).unwrap();
+    let m = EtcdYaml::parse(KUBEADM).unwrap();
     assert_eq!(m.container, "etcd");
     assert_eq!(m.name, "cp-1");
     assert_eq!(m.data_dir, "/var/lib/etcd");
@@ -65,11 +65,11 @@ fn parse_reads_kubeadm_settings() {
 #[test]
 fn missing_data_dir_says_where_it_looked() {
     let text = KUBEADM.replace("    - --data-dir=/var/lib/etcd\n", "");
-    let e = EtcdManifest::parse(&text).unwrap_err();
+    let e = EtcdYaml::parse(&text).unwrap_err();
     assert_eq!(
         e.to_string(),
         "etcd.yaml has no --data-dir flag in the etcd container's command or args: is this \
-             kubeadm's etcd manifest?"
+             kubeadm's etcd.yaml?"
     );
 }
 
@@ -80,7 +80,7 @@ fn flags_inside_a_shell_string_are_refused() {
             "    - sh\n    - -c\n    - etcd --data-dir=/var/lib/etcd --advertise-client-urls=x\n",
         );
     assert!(matches!(
-        EtcdManifest::parse(&text).unwrap_err(),
+        EtcdYaml::parse(&text).unwrap_err(),
         Error::FlagInShellString { line: 11, .. }
     ));
 }
@@ -92,7 +92,7 @@ fn duplicate_flag_is_refused_with_both_lines() {
         "    - --name=cp-1\n    - --data-dir=/srv/etcd\n",
     );
     assert_eq!(
-        EtcdManifest::parse(&text).unwrap_err(),
+        EtcdYaml::parse(&text).unwrap_err(),
         Error::DuplicateFlag {
             flag: "--data-dir".into(),
             first_line: 11,
@@ -105,12 +105,12 @@ fn duplicate_flag_is_refused_with_both_lines() {
 fn split_flag_at_end_of_list_has_no_value() {
     let text = KUBEADM.replace("    - --name=cp-1\n", "    - --name\n");
     assert!(matches!(
-        EtcdManifest::parse(&text).unwrap_err(),
+        EtcdYaml::parse(&text).unwrap_err(),
         Error::FlagWithoutValue { line: 15, .. }
     ));
     let text = KUBEADM.replace("    - --data-dir=/var/lib/etcd\n", "    - --data-dir\n");
     assert!(matches!(
-        EtcdManifest::parse(&text).unwrap_err(),
+        EtcdYaml::parse(&text).unwrap_err(),
         Error::FlagFollowedByFlag { line: 11, .. }
     ));
 }
@@ -119,7 +119,7 @@ fn split_flag_at_end_of_list_has_no_value() {
 fn unmounted_data_dir_is_refused() {
     let text = KUBEADM.replace("--data-dir=/var/lib/etcd", "--data-dir=/var/lib/etcd2");
     assert_eq!(
-        EtcdManifest::parse(&text).unwrap_err(),
+        EtcdYaml::parse(&text).unwrap_err(),
         Error::DataDirNotMounted {
             data_dir: "/var/lib/etcd2".into(),
             mounts: vec!["/var/lib/etcd".into()]
@@ -134,7 +134,7 @@ fn non_hostpath_and_missing_volumes_are_refused() {
         "  - emptyDir: {}\n",
     );
     assert!(matches!(
-        EtcdManifest::parse(&empty).unwrap_err(),
+        EtcdYaml::parse(&empty).unwrap_err(),
         Error::DataVolumeNotHostPath { .. }
     ));
     let renamed = KUBEADM.replace(
@@ -142,7 +142,7 @@ fn non_hostpath_and_missing_volumes_are_refused() {
         "DirectoryOrCreate\n    name: other\n",
     );
     assert!(matches!(
-        EtcdManifest::parse(&renamed).unwrap_err(),
+        EtcdYaml::parse(&renamed).unwrap_err(),
         Error::DataVolumeMissing { .. }
     ));
 }
@@ -150,11 +150,11 @@ fn non_hostpath_and_missing_volumes_are_refused() {
 #[test]
 fn other_objects_and_containers_are_refused() {
     assert!(matches!(
-        EtcdManifest::parse("kind: Deployment\nspec: {}\n").unwrap_err(),
+        EtcdYaml::parse("kind: Deployment\nspec: {}\n").unwrap_err(),
         Error::NotAPod { .. }
     ));
     assert_eq!(
-        EtcdManifest::parse("kind: Pod\nspec:\n  containers: []\n").unwrap_err(),
+        EtcdYaml::parse("kind: Pod\nspec:\n  containers: []\n").unwrap_err(),
         Error::NoContainers
     );
     let two = KUBEADM
@@ -164,12 +164,12 @@ fn other_objects_and_containers_are_refused() {
             "  - name: sidecar\n    image: busybox\n  volumes:\n",
         );
     assert_eq!(
-        EtcdManifest::parse(&two).unwrap_err().to_string(),
+        EtcdYaml::parse(&two).unwrap_err().to_string(),
         "etcd.yaml has 2 containers (db, sidecar) and none is named etcd: name the etcd \
              container `etcd` and run the restore again"
     );
     assert!(matches!(
-        EtcdManifest::parse("a: [\n").unwrap_err(),
+        EtcdYaml::parse("a: [\n").unwrap_err(),
         Error::Yaml { line: Some(_), .. }
     ));
 }
@@ -222,7 +222,7 @@ fn shared_data_volume_and_subpath_are_refused() {
             "  - name: backup\n    image: busybox\n    volumeMounts:\n    - mountPath: /data\n      name: etcd-data\n  volumes:\n",
         );
     assert!(matches!(
-        EtcdManifest::parse(&shared).unwrap_err(),
+        EtcdYaml::parse(&shared).unwrap_err(),
         Error::DataVolumeShared { .. }
     ));
     let sub = KUBEADM.replace(
@@ -230,7 +230,7 @@ fn shared_data_volume_and_subpath_are_refused() {
         "      name: etcd-data\n      subPath: etcd\n  volumes:",
     );
     assert!(matches!(
-        EtcdManifest::parse(&sub).unwrap_err(),
+        EtcdYaml::parse(&sub).unwrap_err(),
         Error::DataMountHasSubPath { .. }
     ));
 }
@@ -258,7 +258,7 @@ fn err_for(dir: &str, token: &str) -> Error {
 #[test]
 fn kubeadm_mirror_moves_all_three_paths() {
     let out = rewrite(KUBEADM, &Rewrite::new(NEW_DIR, "tok")).unwrap();
-    let m = EtcdManifest::parse(&out.text).unwrap();
+    let m = EtcdYaml::parse(&out.text).unwrap();
     assert_eq!(m.data_dir, NEW_DIR);
     assert_eq!(m.data_volume.mount_path, NEW_DIR);
     assert_eq!(m.data_volume.host_path, NEW_DIR);
@@ -285,7 +285,7 @@ fn distinct_host_directory_keeps_in_container_path() {
         "      path: /mnt/disk/etcd\n",
     );
     let out = rewrite(&text, &Rewrite::new(NEW_DIR, "tok")).unwrap();
-    let m = EtcdManifest::parse(&out.text).unwrap();
+    let m = EtcdYaml::parse(&out.text).unwrap();
     assert_eq!(m.data_dir, "/var/lib/etcd");
     assert_eq!(m.data_volume.mount_path, "/var/lib/etcd");
     assert_eq!(m.data_volume.host_path, NEW_DIR);
@@ -297,10 +297,10 @@ fn data_dir_below_the_mount_becomes_the_mount() {
     let text = KUBEADM
         .replace("--data-dir=/var/lib/etcd", "--data-dir=/var/lib/etcd/data")
         .replace("      path: /var/lib/etcd\n", "      path: /srv/etcd\n");
-    let before = EtcdManifest::parse(&text).unwrap();
+    let before = EtcdYaml::parse(&text).unwrap();
     assert_eq!(before.data_volume.host_data_dir, "/srv/etcd/data");
     let out = rewrite(&text, &Rewrite::new(NEW_DIR, "tok")).unwrap();
-    let m = EtcdManifest::parse(&out.text).unwrap();
+    let m = EtcdYaml::parse(&out.text).unwrap();
     assert_eq!(m.data_dir, "/var/lib/etcd");
     assert_eq!(m.data_volume.host_data_dir, NEW_DIR);
 }

@@ -55,8 +55,8 @@ pub(super) fn verify(
 
     let after = scan(new)
         .map_err(|e| fail(format!("the new text does not read back: {e}")))?
-        .manifest;
-    let before = &scanned.manifest;
+        .etcd;
+    let before = &scanned.etcd;
     let checks = [
         (
             "--data-dir",
