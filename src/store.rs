@@ -1244,3 +1244,97 @@ impl Upload {
         &self.described
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    fn memory_store() -> Store {
+        Store::from_object_store(Arc::new(InMemory::new()), "s3://backups/p", 1 << 20)
+    }
+
+    fn generic(text: &'static str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "S3",
+            source: text.into(),
+        }
+    }
+
+    #[test]
+    fn a_whole_store_failure_keeps_the_store_error_by_variant() {
+        let store = memory_store();
+        assert!(matches!(
+            store.classify(generic("NoSuchBucket: The specified bucket does not exist")),
+            Error::BucketMissing { bucket, .. } if bucket == "backups"
+        ));
+        assert!(matches!(
+            store.classify(object_store::Error::PermissionDenied {
+                path: "p".into(),
+                source: "403".into(),
+            }),
+            Error::Denied {
+                source: object_store::Error::PermissionDenied { .. },
+                ..
+            }
+        ));
+        assert!(matches!(
+            store.classify(generic("InvalidAccessKeyId")),
+            Error::Denied {
+                source: object_store::Error::Generic { .. },
+                ..
+            }
+        ));
+        assert!(matches!(
+            store.classify(generic("connection refused")),
+            Error::Unreachable {
+                source: object_store::Error::Generic { .. },
+                ..
+            }
+        ));
+    }
+
+    /// The cause was flattened into the message, so the chain printed it twice.
+    #[test]
+    fn a_failed_delete_prints_its_cause_once_after_the_advice() {
+        let e = Error::Delete {
+            key: "s3://backups/p/c/etcd/x/manifest.json".into(),
+            source: generic("AccessDenied"),
+        };
+        assert_eq!(
+            crate::error::chain(&e),
+            "deleting s3://backups/p/c/etcd/x/manifest.json failed; check that the credentials may delete (s3:DeleteObject) and run the command again: Generic S3 error: AccessDenied"
+        );
+    }
+
+    #[test]
+    fn a_selector_is_latest_or_a_backup_id() {
+        assert_eq!("latest".parse::<Selector>().unwrap(), Selector::Latest);
+        let id = "20261127T135500Z-9f86d081884c7d65";
+        assert_eq!(
+            id.parse::<Selector>().unwrap(),
+            Selector::Id(id.parse().unwrap())
+        );
+        assert!(matches!(
+            "newest".parse::<Selector>(),
+            Err(manifest::Error::BadId { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_backup_id_that_is_not_stored_is_no_such_backup() {
+        let store = memory_store();
+        let id: BackupId = "20261127T135500Z-9f86d081884c7d65".parse().unwrap();
+        match store
+            .resolve("c", Kind::Etcd, &Selector::Id(id.clone()))
+            .await
+        {
+            Err(Error::NoSuchBackup { id: missing, .. }) => assert_eq!(missing, id),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            store.resolve("c", Kind::Etcd, &Selector::Latest).await,
+            Err(Error::NoBackups { .. })
+        ));
+    }
+}
