@@ -126,16 +126,17 @@ pub struct Report {
     pub key_count: u64,
     /// Whether the manifest had a key count to compare with.
     pub key_count_checked: bool,
-    /// Wall time of the whole drill.
+    /// Wall time of the whole drill, in seconds.
     pub seconds: f64,
 }
 
 /// How long a drill waits for the etcd it starts.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Each call to the restored etcd (connect, status, key count): the config's etcd.timeout.
+    /// Each call to the restored etcd (connect, status, key count); default 30s, the config's
+    /// etcd.timeout with [`Limits::from_config`].
     pub call: Duration,
-    /// From starting the restored etcd until it answers.
+    /// From starting the restored etcd until it answers; default 60s.
     pub boot: Duration,
 }
 

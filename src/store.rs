@@ -176,13 +176,13 @@ pub enum Error {
 /// A newest backup whose manifest cannot be read, and what to use instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewestUnreadable {
-    /// The cluster.
+    /// As in the config's `cluster`.
     pub cluster: String,
-    /// The kind of backup.
+    /// What the backups hold.
     pub kind: Kind,
-    /// The unreadable manifest.
+    /// The newest manifest, which cannot be read.
     pub unreadable: Unreadable,
-    /// The newest backup that can be read.
+    /// What to name instead: the newest backup that can be read, if any.
     pub newest_readable: NewestReadable,
 }
 
@@ -1294,7 +1294,7 @@ mod tests {
         ));
     }
 
-    /// The cause was flattened into the message, so the chain printed it twice.
+    /// A failed delete keeps the store's error as its cause: printed once, after the advice.
     #[test]
     fn a_failed_delete_prints_its_cause_once_after_the_advice() {
         let e = Error::Delete {

@@ -57,11 +57,11 @@ pub struct Restore<'a> {
     pub data_dir: &'a Path,
     /// Member name (`--name`).
     pub name: &'a str,
-    /// `--initial-cluster`.
+    /// `--initial-cluster`: every member as `name=peer-url`, comma separated.
     pub initial_cluster: &'a str,
-    /// `--initial-advertise-peer-urls`.
+    /// `--initial-advertise-peer-urls`: this member's peer URLs, comma separated.
     pub peer_urls: &'a str,
-    /// `--initial-cluster-token`.
+    /// `--initial-cluster-token`: the new cluster's token, the same on every member.
     pub token: &'a str,
 }
 

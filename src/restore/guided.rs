@@ -119,13 +119,13 @@ pub struct Plan {
     pub rewritten: Rewritten,
     /// kube-apiserver.yaml beside it, if present.
     pub apiserver: Option<PathBuf>,
-    /// Where the originals go.
+    /// Where the original static pods go (must not exist yet).
     pub backup_dir: PathBuf,
-    /// The new data dir.
+    /// The host directory the snapshot is restored into (must not exist yet).
     pub data_dir: PathBuf,
-    /// The new cluster token.
+    /// `--initial-cluster-token` of the restored member.
     pub token: String,
-    /// The member name.
+    /// `--name` of the restored member.
     pub name: String,
 }
 

@@ -41,7 +41,7 @@ async fn put_backup(store: &Store, id: &BackupId, payload: &[u8]) -> Manifest {
 
 /// [`put_backup`] for another cluster.
 async fn put_backup_of(store: &Store, cluster: &str, id: &BackupId, payload: &[u8]) -> Manifest {
-    let dir = store.backup_dir(cluster, Kind::Etcd, &id);
+    let dir = store.backup_dir(cluster, Kind::Etcd, id);
     store
         .put(
             &dir.clone().join("snapshot.db.zst"),

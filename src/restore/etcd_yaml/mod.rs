@@ -357,7 +357,7 @@ pub struct EtcdYaml {
     pub name: String,
     /// `--initial-cluster`: `name=peer-url` pairs, comma separated.
     pub initial_cluster: String,
-    /// `--initial-advertise-peer-urls`.
+    /// `--initial-advertise-peer-urls`: this member's peer URLs, comma separated.
     pub initial_advertise_peer_urls: String,
     /// `--initial-cluster-state`, when set (etcd's default is `new`).
     pub initial_cluster_state: Option<String>,
@@ -367,9 +367,9 @@ pub struct EtcdYaml {
     pub data_dir: String,
     /// `--wal-dir`, when set.
     pub wal_dir: Option<String>,
-    /// `--listen-client-urls`.
+    /// `--listen-client-urls`: where etcd serves clients, comma separated.
     pub listen_client_urls: String,
-    /// `--advertise-client-urls`.
+    /// `--advertise-client-urls`: the client URLs etcd tells others, comma separated.
     pub advertise_client_urls: String,
     /// The hostPath volume that holds the data dir.
     pub data_volume: DataVolume,
@@ -392,9 +392,9 @@ pub struct DataVolume {
 /// One `name=peer-url` entry of `--initial-cluster`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterMember {
-    /// Member name.
+    /// As in `--name`.
     pub name: String,
-    /// Peer URL.
+    /// As in `--initial-advertise-peer-urls`.
     pub peer_url: String,
 }
 
