@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::etcd_yaml::{self, EtcdYaml, Rewrite, Rewritten};
 use super::etcdutl::{self, Tool};
 use crate::config;
+use crate::manifest::BackupId;
 use crate::source::etcd as etcd_source;
 
 /// Why the guided restore stopped.
@@ -65,12 +66,13 @@ pub enum Error {
         cause: etcd_source::Error,
     },
     #[error(
-        "{path} was kept by an earlier run but is not backup {id}'s verified snapshot ({reason}): remove it to download backup {id} again, or pass --snapshot {path} to restore from that file instead"
+        "{path} was kept by an earlier run but is not backup {id}'s verified snapshot ({why}): remove it to download backup {id} again, or pass --snapshot {path} to restore from that file instead"
     )]
     ForeignSnapshot {
         path: PathBuf,
-        id: String,
-        reason: String,
+        id: BackupId,
+        /// Shown in the middle of the message, before the advice, so not a `source`.
+        why: Foreign,
     },
     #[error(transparent)]
     Tool(#[from] etcdutl::Error),
@@ -788,38 +790,67 @@ pub async fn preflight(etcd: &config::Etcd) -> Result<String, Error> {
         })
 }
 
+/// Why a kept snapshot file is not the backup's verified snapshot.
+#[derive(Debug)]
+pub enum Foreign {
+    /// It cannot be opened.
+    Open(std::io::Error),
+    /// Reading it failed.
+    Read(std::io::Error),
+    /// etcd's trailing hash does not match its contents.
+    NotIntact(crate::snapshot::Error),
+    /// The backup's manifest records no etcd snapshot hash to compare with.
+    NoRecordedHash,
+    /// It is an intact snapshot, but another one.
+    OtherSnapshot { found: String, recorded: String },
+}
+
+impl std::fmt::Display for Foreign {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Foreign::Open(e) => write!(f, "cannot open it: {}", crate::error::chain(e)),
+            Foreign::Read(e) => write!(f, "cannot read it: {}", crate::error::chain(e)),
+            Foreign::NotIntact(e) => write!(
+                f,
+                "it is not an intact etcd snapshot: {}",
+                crate::error::chain(e)
+            ),
+            Foreign::NoRecordedHash => f.write_str("the manifest records no etcd snapshot hash"),
+            Foreign::OtherSnapshot { found, recorded } => {
+                write!(f, "its etcd hash is {found}, the backup's is {recorded}")
+            }
+        }
+    }
+}
+
 /// Checks that the file an earlier run kept at `path` is exactly `manifest`'s snapshot:
 /// intact (etcd's trailing sha256) and the one the manifest recorded.
 pub fn check_kept_snapshot(path: &Path, manifest: &crate::manifest::Manifest) -> Result<(), Error> {
-    let foreign = |reason: String| Error::ForeignSnapshot {
+    let foreign = |why: Foreign| Error::ForeignSnapshot {
         path: path.to_path_buf(),
-        id: manifest.id.to_string(),
-        reason,
+        id: manifest.id.clone(),
+        why,
     };
-    let mut file =
-        std::fs::File::open(path).map_err(|e| foreign(format!("cannot open it: {e}")))?;
+    let mut file = std::fs::File::open(path).map_err(|e| foreign(Foreign::Open(e)))?;
     let mut check = crate::snapshot::TrailerCheck::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = std::io::Read::read(&mut file, &mut buf)
-            .map_err(|e| foreign(format!("cannot read it: {e}")))?;
+        let n = std::io::Read::read(&mut file, &mut buf).map_err(|e| foreign(Foreign::Read(e)))?;
         if n == 0 {
             break;
         }
         check.update(&buf[..n]);
     }
-    let verified = check
-        .finish()
-        .map_err(|e| foreign(format!("it is not an intact etcd snapshot: {e}")))?;
+    let verified = check.finish().map_err(|e| foreign(Foreign::NotIntact(e)))?;
     let recorded = manifest
         .etcd
         .as_ref()
-        .ok_or_else(|| foreign("the manifest records no etcd snapshot hash".into()))?;
+        .ok_or_else(|| foreign(Foreign::NoRecordedHash))?;
     if verified.sha256 != recorded.snapshot_sha256 {
-        return Err(foreign(format!(
-            "its etcd hash is {}, the backup's is {}",
-            verified.sha256, recorded.snapshot_sha256
-        )));
+        return Err(foreign(Foreign::OtherSnapshot {
+            found: verified.sha256,
+            recorded: recorded.snapshot_sha256.clone(),
+        }));
     }
     Ok(())
 }
