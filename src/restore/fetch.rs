@@ -15,7 +15,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::encode::{self, Hashing};
 use crate::keys::Identities;
-use crate::manifest::Manifest;
+use crate::manifest::{BackupId, Manifest};
 use crate::snapshot::{self, TrailerCheck};
 use crate::store::Store;
 
@@ -49,7 +49,7 @@ pub enum Error {
     },
     #[error("backup {id}")]
     Decode {
-        id: String,
+        id: BackupId,
         #[source]
         source: encode::Error,
     },
@@ -57,7 +57,7 @@ pub enum Error {
         "backup {id} matches its manifest but does not decompress; it was written damaged: use another backup"
     )]
     Decompress {
-        id: String,
+        id: BackupId,
         #[source]
         source: io::Error,
     },
@@ -65,7 +65,7 @@ pub enum Error {
         "backup {id} matches its manifest but its entry {path} does not read; it was written damaged: use another backup"
     )]
     Entry {
-        id: String,
+        id: BackupId,
         path: String,
         #[source]
         source: io::Error,
@@ -74,24 +74,24 @@ pub enum Error {
         "backup {id} decodes to {actual} bytes but its manifest says {expected}; it was written damaged: use another backup"
     )]
     PlainSize {
-        id: String,
+        id: BackupId,
         expected: u64,
         actual: u64,
     },
     #[error(
         "backup {id} reads back, but {reason}; it was written damaged or altered: use another backup"
     )]
-    ArchiveMismatch { id: String, reason: String },
+    ArchiveMismatch { id: BackupId, reason: String },
     #[error("backup {id}: the encrypted object {path}")]
     Object {
-        id: String,
+        id: BackupId,
         path: String,
         #[source]
         source: encode::Error,
     },
     #[error("backup {id}")]
     Integrity {
-        id: String,
+        id: BackupId,
         #[source]
         source: snapshot::Error,
     },
@@ -99,14 +99,14 @@ pub enum Error {
         "backup {id} carries etcd hash {actual} but its manifest recorded {expected}; use another backup"
     )]
     HashDiffers {
-        id: String,
+        id: BackupId,
         expected: String,
         actual: String,
     },
     #[error(
         "backup {id} is encrypted to {recipients}: pass --identity with the matching age identity file"
     )]
-    IdentityRequired { id: String, recipients: String },
+    IdentityRequired { id: BackupId, recipients: String },
     #[error("{path} already exists: choose another --to-file, or move it away first")]
     OutputExists { path: PathBuf },
     #[error("cannot write {path}")]
@@ -172,7 +172,7 @@ pub async fn fetch_with_progress(
     progress: Arc<crate::progress::Progress>,
 ) -> Result<Outcome, Error> {
     progress.set_total(manifest.payload.stored_size);
-    let id = manifest.id.to_string();
+    let id = manifest.id.clone();
     let encrypted = manifest.payload.encryption.is_encrypted();
     if out.is_some() && encrypted && identities.is_none() {
         return Err(Error::IdentityRequired {
@@ -226,7 +226,7 @@ fn check_blocking<R: Read>(
     out: Option<&Path>,
     encrypted: bool,
 ) -> Result<Outcome, Error> {
-    let id = manifest.id.to_string();
+    let id = manifest.id.clone();
     let mut stored = Hashing::new(reader);
     let decode = identities.is_some() || !encrypted;
     let mut partial = None;
@@ -424,8 +424,8 @@ impl From<crate::archive::ReadError> for DecodeFailure {
 }
 
 impl DecodeFailure {
-    fn into_error(self, id: &str) -> Error {
-        let id = id.to_string();
+    fn into_error(self, id: &BackupId) -> Error {
+        let id = id.clone();
         match self {
             DecodeFailure::Open(source) => Error::Decode { id, source },
             DecodeFailure::Decompress(source) => Error::Decompress { id, source },

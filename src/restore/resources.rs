@@ -105,16 +105,16 @@ pub async fn to_dir(
         unpacked.map_err(|e| match e {
             Unpack::Io(path, source) => Error::Output { path, source },
             Unpack::Archive(source) => Error::Decompress {
-                id: manifest.id.to_string(),
+                id: manifest.id.clone(),
                 source,
             },
             Unpack::Entry(path, source) => Error::Entry {
-                id: manifest.id.to_string(),
+                id: manifest.id.clone(),
                 path,
                 source,
             },
             Unpack::Decrypt(source) => Error::Decode {
-                id: manifest.id.to_string(),
+                id: manifest.id.clone(),
                 source,
             },
         })
