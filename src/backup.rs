@@ -393,9 +393,11 @@ async fn run_stages<P>(
             key,
             ..
         } => {
-            tracing::warn!(key, error = %why, "Aborting the partial upload failed; its parts stay until a bucket lifecycle rule with AbortIncompleteMultipartUpload removes them.")
+            tracing::warn!(key, error = %crate::error::chain(why.as_ref()), "Aborting the partial upload failed; its parts stay until a bucket lifecycle rule with AbortIncompleteMultipartUpload removes them.")
         }
-        other => tracing::debug!(error = %other, "Upload aborted after an earlier stage failed."),
+        other => {
+            tracing::debug!(error = %crate::error::chain(&other), "Upload aborted after an earlier stage failed.")
+        }
     }
     Err(failure)
 }

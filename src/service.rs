@@ -301,7 +301,7 @@ async fn init_from_store(svc: &Service, plan: &Plan) {
             }
         }
         Err(e) => {
-            tracing::warn!(plan = %plan.name, error = %e, "Cannot list the store to seed the metrics.")
+            tracing::warn!(plan = %plan.name, error = %crate::error::chain(&e), "Cannot list the store to seed the metrics.")
         }
     }
 }
@@ -350,7 +350,7 @@ async fn job_loop(
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(plan = %plan.name, error = %e, "Cannot list the store for the catch-up check; waiting for the schedule.")
+                    tracing::warn!(plan = %plan.name, error = %crate::error::chain(&e), "Cannot list the store for the catch-up check; waiting for the schedule.")
                 }
             }
         }
