@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+use crate::error::chain;
 use crate::keys::Identities;
-use crate::manifest::Manifest;
+use crate::manifest::{BackupId, Manifest};
 use crate::restore::etcdutl::{self, Tool};
-use crate::store::{Store, chain};
+use crate::store::Store;
 
 /// Why a drill failed.
 #[derive(Debug, Error)]
@@ -26,40 +27,116 @@ pub enum Error {
     Tool(#[from] etcdutl::Error),
     #[error(transparent)]
     Fetch(#[from] crate::restore::Error),
-    #[error("drill of backup {id}: {reason}")]
-    Failed { id: String, reason: String },
+    #[error("drill of backup {id}: cannot {what}")]
+    Local {
+        id: BackupId,
+        /// What the drill tried on this machine: create a work directory, find a free port...
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("drill of backup {id}: the restore worker failed")]
+    Worker {
+        id: BackupId,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    #[error(
+        "drill of backup {id}: the restored etcd exited ({status}); the end of its log:\n{log}"
+    )]
+    Exited {
+        id: BackupId,
+        status: std::process::ExitStatus,
+        log: String,
+    },
+    #[error(
+        "drill of backup {id}: the restored etcd at {client} did not answer within {boot:?} ({last}); the end of its log:\n{log}"
+    )]
+    NoAnswer {
+        id: BackupId,
+        client: String,
+        boot: Duration,
+        last: Attempt,
+        log: String,
+    },
+    #[error("drill of backup {id}: the manifest has no etcd section")]
+    NotEtcd { id: BackupId },
+    #[error(
+        "drill of backup {id}: the restored etcd at {client} answered the first status request, then sent no answer to {what} within {call:?}: check the machine's load, or raise etcd.timeout"
+    )]
+    Silent {
+        id: BackupId,
+        client: String,
+        what: &'static str,
+        call: Duration,
+    },
+    #[error("drill of backup {id}: {what} of the restored etcd at {client} failed")]
+    Etcd {
+        id: BackupId,
+        client: String,
+        /// The request: "the status request", "counting keys at revision 42".
+        what: String,
+        #[source]
+        source: etcd_client::Error,
+    },
     #[error(
         "drill of backup {id}: the restored etcd {what} is {got}, but the manifest recorded {want}: the backup does not hold what it claims"
     )]
     Mismatch {
-        id: String,
+        id: BackupId,
         what: &'static str,
         got: String,
         want: String,
     },
 }
 
+/// How the last attempt to reach a booting etcd ended, for [`Error::NoAnswer`].
+#[derive(Debug, Default)]
+pub enum Attempt {
+    /// No attempt finished.
+    #[default]
+    None,
+    /// The client failed.
+    Failed(etcd_client::Error),
+    /// The connection was accepted, and no answer came within this long.
+    Silent(Duration),
+}
+
+impl std::fmt::Display for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Attempt::None => f.write_str("no attempt finished"),
+            Attempt::Failed(e) => f.write_str(&chain(e)),
+            Attempt::Silent(limit) => write!(
+                f,
+                "it accepted the connection but sent no answer within {limit:?}"
+            ),
+        }
+    }
+}
+
 /// What a passing drill found.
 #[derive(Debug, Clone)]
 pub struct Report {
     /// The drilled backup.
-    pub id: String,
+    pub id: BackupId,
     /// Revision of the restored etcd.
     pub revision: i64,
     /// Keys at the manifest's revision in the restored etcd.
     pub key_count: u64,
     /// Whether the manifest had a key count to compare with.
     pub key_count_checked: bool,
-    /// Wall time of the whole drill.
+    /// Wall time of the whole drill, in seconds.
     pub seconds: f64,
 }
 
 /// How long a drill waits for the etcd it starts.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Each call to the restored etcd (connect, status, key count): the config's etcd.timeout.
+    /// Each call to the restored etcd (connect, status, key count); default 30s, the config's
+    /// etcd.timeout with [`Limits::from_config`].
     pub call: Duration,
-    /// From starting the restored etcd until it answers.
+    /// From starting the restored etcd until it answers; default 60s.
     pub boot: Duration,
 }
 
@@ -123,10 +200,11 @@ pub async fn run_with_progress(
     progress: Arc<crate::progress::Progress>,
 ) -> Result<Report, Error> {
     let started = Instant::now();
-    let id = manifest.id.to_string();
-    let failed = |reason: String| Error::Failed {
-        id: id.clone(),
-        reason,
+    let id = manifest.id.clone();
+    let local = |what: &str| {
+        let id = id.clone();
+        let what = what.to_string();
+        move |source| Error::Local { id, what, source }
     };
     let etcdutl = ["etcdutl", "etcdctl"]
         .iter()
@@ -135,13 +213,13 @@ pub async fn run_with_progress(
     let mut tool = Tool::find(etcdutl.as_deref())?;
     // A drill compares history at the recorded revision: no revision bump, no compaction.
     tool.can_bump_revision = false;
-    let work =
-        TempDir::new().map_err(|e| failed(format!("cannot create a work directory: {e}")))?;
+    let work = TempDir::new().map_err(local("create a work directory"))?;
     let snapshot = work.0.join("snapshot.db");
     crate::restore::fetch_with_progress(store, manifest, identities, Some(&snapshot), progress)
         .await?;
 
-    let (client_port, peer_port) = (free_port().map_err(&failed)?, free_port().map_err(&failed)?);
+    let free_port = || free_port().map_err(local("find a free port on 127.0.0.1"));
+    let (client_port, peer_port) = (free_port()?, free_port()?);
     let peer = format!("http://127.0.0.1:{peer_port}");
     let client = format!("http://127.0.0.1:{client_port}");
     let data = work.0.join("data");
@@ -159,8 +237,13 @@ pub async fn run_with_progress(
             })
         })
     };
-    restore.await.map_err(|e| failed(e.to_string()))??;
-    let log = std::fs::File::create(work.0.join("etcd.log")).map_err(|e| failed(e.to_string()))?;
+    restore.await.map_err(|source| Error::Worker {
+        id: id.clone(),
+        source,
+    })??;
+    let log_path = work.0.join("etcd.log");
+    let log = std::fs::File::create(&log_path)
+        .map_err(local(&format!("create {}", log_path.display())))?;
     let mut etcd = Command::new(bin_dir.join("etcd"))
         .arg("--name=drill")
         .arg(format!("--data-dir={}", data.display()))
@@ -173,25 +256,21 @@ pub async fn run_with_progress(
         .stderr(log)
         .spawn()
         .map(KillOnDrop)
-        .map_err(|e| {
-            failed(format!(
-                "cannot start {}: {e}",
-                bin_dir.join("etcd").display()
-            ))
-        })?;
+        .map_err(local(&format!("start {}", bin_dir.join("etcd").display())))?;
 
     let call = limits.call;
-    let log_tail = || tail(&work.0.join("etcd.log"), 5);
-    let mut last = String::new();
+    let log_tail = || tail(&log_path, 5);
+    let mut last = Attempt::None;
     let mut silent_for_a_whole_call = false;
     let mut kv = None;
     let booting = Instant::now();
     while booting.elapsed() < limits.boot {
         if let Ok(Some(status)) = etcd.0.try_wait() {
-            return Err(failed(format!(
-                "the restored etcd exited ({status}); the end of its log:\n{}",
-                log_tail()
-            )));
+            return Err(Error::Exited {
+                id,
+                status,
+                log: log_tail(),
+            });
         }
         let attempt_limit = call.min(limits.boot.saturating_sub(booting.elapsed()));
         let attempt = async {
@@ -208,40 +287,50 @@ pub async fn run_with_progress(
                 break;
             }
             Ok(Err(e)) => {
-                last = chain(&e);
+                last = Attempt::Failed(e);
                 silent_for_a_whole_call = false;
             }
             // A last attempt cut short by the boot limit does not replace a whole one.
             Err(_) if attempt_limit == call || !silent_for_a_whole_call => {
-                last = format!(
-                    "it accepted the connection but sent no answer within {attempt_limit:?}"
-                );
+                last = Attempt::Silent(attempt_limit);
                 silent_for_a_whole_call = attempt_limit == call;
             }
             Err(_) => {}
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut kv = kv.ok_or_else(|| {
-        failed(format!(
-            "the restored etcd at {client} did not answer within {:?} ({last}); the end of its log:\n{}",
-            limits.boot,
-            log_tail()
-        ))
-    })?;
+    let Some(mut kv) = kv else {
+        return Err(Error::NoAnswer {
+            id,
+            client,
+            boot: limits.boot,
+            last,
+            log: log_tail(),
+        });
+    };
     let recorded = manifest
         .etcd
         .as_ref()
-        .ok_or_else(|| failed("the manifest has no etcd section".into()))?;
-    let silent = |what: &str| {
-        failed(format!(
-            "the restored etcd at {client} answered the first status request, then sent no answer to {what} within {call:?}: check the machine's load, or raise etcd.timeout"
-        ))
+        .ok_or_else(|| Error::NotEtcd { id: id.clone() })?;
+    let silent = |what: &'static str| Error::Silent {
+        id: id.clone(),
+        client: client.clone(),
+        what,
+        call,
+    };
+    let refused = |what: String| {
+        let (id, client) = (id.clone(), client.clone());
+        move |source| Error::Etcd {
+            id,
+            client,
+            what,
+            source,
+        }
     };
     let revision = tokio::time::timeout(call, kv.status())
         .await
         .map_err(|_| silent("the status request"))?
-        .map_err(|e| failed(chain(&e)))?
+        .map_err(refused("the status request".into()))?
         .header()
         .map(|h| h.revision())
         .unwrap_or_default();
@@ -259,13 +348,10 @@ pub async fn run_with_progress(
     )
     .await
     .map_err(|_| silent("the key count"))?
-    .map_err(|e| {
-        failed(format!(
-            "counting keys at revision {}: {}",
-            recorded.revision,
-            chain(&e)
-        ))
-    })?;
+    .map_err(refused(format!(
+        "counting keys at revision {}",
+        recorded.revision
+    )))?;
     if let Some(want) = recorded.key_count
         && want != count
     {
@@ -329,9 +415,8 @@ impl Drop for TempDir {
     }
 }
 
-fn free_port() -> Result<u16, String> {
+fn free_port() -> std::io::Result<u16> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|e| format!("no free port on 127.0.0.1: {e}"))
 }

@@ -1,5 +1,6 @@
 //! The crate's error: one variant per pipeline module, each carrying that module's typed error.
-//! `stage()` says where in the pipeline a backup failed, for logs and metrics.
+//! `stage()` says where in the pipeline a backup failed, for logs and metrics; [`chain`] prints
+//! an error with its causes on one line, the way every message and log line shows one.
 
 use thiserror::Error;
 
@@ -71,6 +72,24 @@ impl Error {
     }
 }
 
+/// An error and its causes (`source()`, then its source, ...) on one line, joined by ": ",
+/// with the userinfo of every URL redacted ([`redact_urls`]). A cause whose text is already part
+/// of what is printed is skipped: object_store and kube often repeat their source in their own
+/// message, and a line should say each thing once.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(cause) = cur {
+        let text = cause.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = cause.source();
+    }
+    redact_urls(&out)
+}
+
 /// `text` with the userinfo (`user:password@`) of every URL in it replaced by `***@`, so that
 /// credentials written into an endpoint never reach a message or a log line. Anything that is
 /// not a URL passes through unchanged.
@@ -102,7 +121,70 @@ pub fn redact_urls(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_urls;
+    use super::{chain, redact_urls};
+
+    /// An error with an optional cause, for the chain tests.
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    fn layers(texts: &[&'static str]) -> Layer {
+        texts
+            .iter()
+            .rev()
+            .fold(None, |inner, text| Some(Layer(text, inner.map(Box::new))))
+            .expect("at least one layer")
+    }
+
+    #[test]
+    fn chain_joins_every_cause() {
+        assert_eq!(
+            chain(&layers(&[
+                "deleting k failed",
+                "Generic S3 error",
+                "connection refused"
+            ])),
+            "deleting k failed: Generic S3 error: connection refused"
+        );
+        assert_eq!(chain(&layers(&["alone"])), "alone");
+    }
+
+    #[test]
+    fn chain_skips_a_cause_already_in_the_message() {
+        // object_store repeats its source: "Generic S3 error: refused" caused by "refused".
+        assert_eq!(
+            chain(&layers(&[
+                "reading k failed",
+                "Generic S3 error: refused",
+                "refused",
+                "",
+                "os error 111"
+            ])),
+            "reading k failed: Generic S3 error: refused: os error 111"
+        );
+    }
+
+    #[test]
+    fn chain_redacts_userinfo_in_causes() {
+        assert_eq!(
+            chain(&layers(&[
+                "cannot reach the store",
+                "error sending request for url (https://key:s3cret@minio:9000/b)"
+            ])),
+            "cannot reach the store: error sending request for url (https://***@minio:9000/b)"
+        );
+    }
 
     #[test]
     fn redacts_userinfo_of_every_url() {

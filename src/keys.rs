@@ -27,6 +27,27 @@ pub fn example_recipient(recipient: &str) -> Option<&'static str> {
     }
 }
 
+/// Why an identity file holds no usable age identity.
+#[derive(Debug)]
+pub enum NoIdentity {
+    /// age cannot parse it.
+    Parse(std::io::Error),
+    /// age parsed it but cannot use its identities (a plugin that is not installed, say).
+    Unusable(age::DecryptError),
+    /// It parses, but holds no key.
+    Empty,
+}
+
+impl std::fmt::Display for NoIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoIdentity::Parse(e) => f.write_str(&crate::error::chain(e)),
+            NoIdentity::Unusable(e) => f.write_str(&crate::error::chain(e)),
+            NoIdentity::Empty => f.write_str("no keys found"),
+        }
+    }
+}
+
 /// Why key material could not be used.
 #[derive(Debug, Error)]
 pub enum Error {
@@ -43,9 +64,13 @@ pub enum Error {
     #[error("{path} is empty: it should hold the secret on one line")]
     Empty { path: PathBuf },
     #[error(
-        "{path} holds no age identity ({reason}): pass the file written by `lifeboat keygen` or `age-keygen`, with a line starting AGE-SECRET-KEY-1"
+        "{path} holds no age identity ({why}): pass the file written by `lifeboat keygen` or `age-keygen`, with a line starting AGE-SECRET-KEY-1"
     )]
-    BadIdentity { path: PathBuf, reason: String },
+    BadIdentity {
+        path: PathBuf,
+        /// Shown in the middle of the message, before the advice, so not a `source`.
+        why: NoIdentity,
+    },
     #[error(
         "{path} already exists: choose another --output, or remove it if the key in it is no longer needed"
     )]
@@ -107,19 +132,21 @@ impl Identities {
     /// Loads an age identity file (as written by `lifeboat keygen` or `age-keygen`).
     pub fn load(path: &Path) -> Result<Identities, Error> {
         check_private(path)?;
-        let bad = |reason: String| Error::BadIdentity {
+        let bad = |why: NoIdentity| Error::BadIdentity {
             path: path.to_path_buf(),
-            reason,
+            why,
         };
         let bytes = std::fs::read(path).map_err(|source| Error::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let file =
-            age::IdentityFile::from_buffer(bytes.as_slice()).map_err(|e| bad(e.to_string()))?;
-        let identities = file.into_identities().map_err(|e| bad(e.to_string()))?;
+        let file = age::IdentityFile::from_buffer(bytes.as_slice())
+            .map_err(|e| bad(NoIdentity::Parse(e)))?;
+        let identities = file
+            .into_identities()
+            .map_err(|e| bad(NoIdentity::Unusable(e)))?;
         if identities.is_empty() {
-            return Err(bad("no keys found".into()));
+            return Err(bad(NoIdentity::Empty));
         }
         let (public_keys, others) = public_keys(&String::from_utf8_lossy(&bytes));
         Ok(Identities {

@@ -192,7 +192,7 @@ impl Elector {
                 }
                 failed => {
                     let error = match failed {
-                        Ok(Err(e)) => crate::error::redact_urls(&e.to_string()),
+                        Ok(Err(e)) => crate::error::chain(&e),
                         _ => format!("no answer within {deadline:?}"),
                     };
                     tracing::warn!(lease = %self.cfg.lease_name, namespace = %self.cfg.namespace, error, "Lease update failed.");
@@ -219,7 +219,7 @@ impl Elector {
             token.cancel();
             role.send_replace(Role::Standby);
             if let Err(e) = self.release().await {
-                tracing::warn!(error = %crate::error::redact_urls(&e.to_string()), "Could not release the lease; a standby takes over when it expires.");
+                tracing::warn!(error = %crate::error::chain(&e), "Could not release the lease; a standby takes over when it expires.");
             }
         }
     }

@@ -29,10 +29,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!(
-                "error: {}",
-                lifeboat::error::redact_urls(&lifeboat::store::chain(e.as_ref()))
-            );
+            eprintln!("error: {}", lifeboat::error::chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

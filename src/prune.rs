@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::config::Plan;
-use crate::manifest::MANIFEST_NAME;
+use crate::manifest::BackupId;
 use crate::retention::{
     self, Action, Decision, IncompleteEntry, ListedBackup, RetentionPolicy, SweepAction,
     SweepListing, SweepVerdict,
@@ -21,6 +21,15 @@ pub enum Error {
     Clock(#[from] retention::ClockError),
 }
 
+/// A partial resource export, which retention does not count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partial {
+    /// The backup.
+    pub id: BackupId,
+    /// Whether a newer full backup exists, so this one is deleted.
+    pub superseded: bool,
+}
+
 /// What a prune decided and did.
 #[derive(Debug)]
 pub struct Report {
@@ -28,8 +37,8 @@ pub struct Report {
     pub decision: Decision,
     /// Sweep verdicts for id directories without a manifest.
     pub sweep: Vec<SweepVerdict>,
-    /// Partial resource exports: (id, superseded by a newer full backup and so deleted).
-    pub partials: Vec<(String, bool)>,
+    /// Partial resource exports, oldest first.
+    pub partials: Vec<Partial>,
     /// Backups actually deleted (0 on a dry run).
     pub deleted: usize,
     /// Incomplete id directories actually removed.
@@ -71,15 +80,13 @@ pub async fn prune(
         .filter(|m| m.is_full())
         .map(|m| m.started_at)
         .max();
-    let partials: Vec<(String, bool)> = listing
+    let partials: Vec<Partial> = listing
         .complete
         .iter()
         .filter(|m| !m.is_full())
-        .map(|m| {
-            (
-                m.id.to_string(),
-                newest_full.is_some_and(|t| t > m.started_at),
-            )
+        .map(|m| Partial {
+            id: m.id.clone(),
+            superseded: newest_full.is_some_and(|t| t > m.started_at),
         })
         .collect();
     let backups = listing
@@ -131,23 +138,30 @@ pub async fn prune(
     if dry_run {
         return Ok(report);
     }
+    // Retention speaks of ids as text; the listing's manifests carry them as ids.
+    let backup_id = |text: &str| {
+        listing
+            .complete
+            .iter()
+            .map(|m| &m.id)
+            .find(|id| id.as_str() == text)
+            .expect("retention decides only about listed backups")
+    };
     for verdict in report
         .decision
         .verdicts
         .iter()
         .filter(|v| v.action == Action::Delete)
     {
-        let dir = store.backup_dir(cluster, kind, &verdict.id);
-        store.delete(&dir.clone().join(MANIFEST_NAME)).await?;
-        store.delete_dir(&dir).await?;
+        store
+            .delete_backup(cluster, kind, backup_id(&verdict.id))
+            .await?;
         report.deleted += 1;
         report.remaining -= 1;
         tracing::info!(backup_id = %verdict.id, reason = %verdict.explain(), "Backup deleted by retention.");
     }
-    for (id, _) in report.partials.iter().filter(|(_, superseded)| *superseded) {
-        let dir = store.backup_dir(cluster, kind, id);
-        store.delete(&dir.clone().join(MANIFEST_NAME)).await?;
-        store.delete_dir(&dir).await?;
+    for Partial { id, .. } in report.partials.iter().filter(|p| p.superseded) {
+        store.delete_backup(cluster, kind, id).await?;
         report.deleted += 1;
         report.remaining -= 1;
         tracing::info!(backup_id = %id, "Partial backup deleted: a newer full backup exists.");
@@ -158,7 +172,7 @@ pub async fn prune(
         .filter(|v| v.action == SweepAction::Sweep)
     {
         store
-            .delete_dir(&store.backup_dir(cluster, kind, &verdict.id))
+            .delete_dir(&store.id_dir(cluster, kind, &verdict.id))
             .await?;
         report.swept += 1;
         tracing::info!(id = %verdict.id, reason = %verdict.reason, "Incomplete backup directory swept.");

@@ -196,7 +196,7 @@ async fn check_store(
             .store
             .preflight(&svc.cfg.cluster, kind)
             .await
-            .map_err(|e| e.to_string());
+            .map_err(|e| crate::error::chain(&e));
         if let Err(e) = &result {
             tracing::warn!(error = %e, "The store is not reachable.");
         }

@@ -19,33 +19,80 @@ use object_store::{
 use thiserror::Error;
 
 use crate::config;
+use crate::error::chain;
 use crate::manifest::{self, BackupId, Kind, MANIFEST_NAME, Manifest};
 
-/// Why the store could not do what was asked.
+/// Why the store could not do what was asked. A variant that wraps a failure of the store keeps
+/// it as its `source`; the message says what was being done, with which key, and what to try.
 #[derive(Debug, Error)]
 pub enum Error {
     #[error("cannot open the store {url}: {reason}")]
-    Open { url: String, reason: String },
+    Open { url: String, reason: &'static str },
+    #[error("cannot open the store {url}: cannot create the directory {dir}")]
+    OpenDir {
+        url: String,
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the store {url}")]
+    OpenClient {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("cannot open the store {url}: its prefix is not a valid object path")]
+    OpenPrefix {
+        url: String,
+        #[source]
+        source: object_store::path::Error,
+    },
+    #[error(
+        "cannot open the store {url}: the scheme {scheme} is not supported; use s3:// or file://"
+    )]
+    OpenScheme { url: String, scheme: String },
     #[error(
         "the bucket of {url} does not exist: create it (e.g. `aws s3 mb s3://{bucket}`) or fix storage.url"
     )]
     BucketMissing { url: String, bucket: String },
     #[error(
-        "the store {url} refused access ({reason}): check the credentials (AWS_* environment or storage.s3.*_file) and the bucket policy"
+        "the store {url} refused access: check the credentials (AWS_* environment or storage.s3.*_file) and the bucket policy"
     )]
-    Denied { url: String, reason: String },
-    #[error(
-        "cannot reach the store {url} ({reason}): check storage.url, storage.s3.endpoint and the network"
-    )]
-    Unreachable { url: String, reason: String },
-    #[error("uploading {key} failed: {reason}{abort}")]
+    Denied {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("cannot reach the store {url}: check storage.url, storage.s3.endpoint and the network")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("uploading {key} failed{abort}")]
     Upload {
         key: String,
-        reason: String,
+        abort: AbortOutcome,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("uploading {key} stopped: {why}{abort}")]
+    UploadStopped {
+        key: String,
+        /// Lifeboat's own reason for stopping: a cancellation or an earlier stage's failure.
+        why: String,
         abort: AbortOutcome,
     },
-    #[error("writing the manifest {key} failed, so the backup does not exist: {reason}")]
-    Commit { key: String, reason: String },
+    #[error("writing the manifest {key} failed, so the backup does not exist")]
+    Commit {
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error(
+        "the run was cancelled (shutdown or leadership lost) before the manifest {key} was written, so the backup does not exist; the payload is left for the sweep"
+    )]
+    CommitCancelled { key: String },
     #[error(
         "the manifest {key} already exists; backups are never overwritten: this is an id collision, run the backup again"
     )]
@@ -57,7 +104,7 @@ pub enum Error {
         url: String,
         cluster: String,
         kind: Kind,
-        id: String,
+        id: BackupId,
     },
     #[error(
         "there are no complete {kind} backups of cluster {cluster} in {url}: run `lifeboat backup {kind}` first, or check cluster and storage.url"
@@ -67,20 +114,40 @@ pub enum Error {
         cluster: String,
         kind: Kind,
     },
-    #[error("reading {key} failed: {reason}")]
-    Read { key: String, reason: String },
+    #[error("reading {key} failed")]
+    Read {
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
     #[error("{key} does not exist")]
     NotFound { key: String },
     #[error(
         "{key} is missing although the manifest of its backup exists: the backup was damaged in storage; use another backup (`lifeboat list`)"
     )]
     PayloadMissing { key: String },
-    #[error("writing {key} failed: {reason}")]
-    Write { key: String, reason: String },
+    #[error("writing {key} failed")]
+    Put {
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
     #[error(
-        "deleting {key} failed: {reason}; check that the credentials may delete (s3:DeleteObject) and run the command again"
+        "deleting {key} failed; check that the credentials may delete (s3:DeleteObject) and run the command again"
     )]
-    Delete { key: String, reason: String },
+    Delete {
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error(
+        "removing {path}, a staging file of a killed upload, failed; check the permissions of the store's directory and run the command again"
+    )]
+    DeleteStaging {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(
         "the store {url} does not refuse overwriting an existing object with a create-only write (If-None-Match: *): the probe {key} was written twice; lifeboat cannot promise that a backup is never overwritten there. Use a store that honours conditional writes (AWS S3, MinIO, Ceph RGW 17+), or a file:// store"
     )]
@@ -99,7 +166,7 @@ pub enum Error {
     )]
     IdTaken {
         url: String,
-        id: String,
+        id: BackupId,
         found: String,
     },
     #[error(transparent)]
@@ -109,25 +176,55 @@ pub enum Error {
 /// A newest backup whose manifest cannot be read, and what to use instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewestUnreadable {
-    /// The cluster.
+    /// As in the config's `cluster`.
     pub cluster: String,
-    /// The kind of backup.
+    /// What the backups hold.
     pub kind: Kind,
-    /// The unreadable manifest.
+    /// The newest manifest, which cannot be read.
     pub unreadable: Unreadable,
-    /// The newest backup that can be read.
+    /// What to name instead: the newest backup that can be read, if any.
     pub newest_readable: NewestReadable,
 }
 
 /// The newest backup that can be read, suggested when a newer one cannot.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewestReadable(pub Option<String>);
+pub struct NewestReadable(pub Option<BackupId>);
 
 impl std::fmt::Display for NewestReadable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
             Some(id) => write!(f, " (the newest readable one is {id}: `--backup {id}`)"),
             None => write!(f, " (no readable backup exists)"),
+        }
+    }
+}
+
+/// Which backup a command means: the newest complete one, or one by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// The newest complete backup (`latest`).
+    Latest,
+    /// The backup with this id.
+    Id(BackupId),
+}
+
+impl std::str::FromStr for Selector {
+    type Err = manifest::Error;
+
+    /// `latest`, or a backup id.
+    fn from_str(s: &str) -> Result<Selector, manifest::Error> {
+        match s {
+            "latest" => Ok(Selector::Latest),
+            id => id.parse().map(Selector::Id),
+        }
+    }
+}
+
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Selector::Latest => f.write_str("latest"),
+            Selector::Id(id) => id.fmt(f),
         }
     }
 }
@@ -141,19 +238,22 @@ const PROBE_DIR: &str = ".lifeboat";
 impl Error {
     /// Whether the error happened while committing the manifest.
     pub fn is_commit(&self) -> bool {
-        matches!(self, Error::Commit { .. } | Error::CommitExists { .. })
+        matches!(
+            self,
+            Error::Commit { .. } | Error::CommitCancelled { .. } | Error::CommitExists { .. }
+        )
     }
 }
 
 /// What became of the multipart upload after a failure; shown at the end of upload errors.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum AbortOutcome {
     /// Not attempted (the failure came before the upload started).
     NotStarted,
     /// The partial upload was aborted; nothing is left behind.
     Aborted,
     /// Aborting failed too; parts may remain until a lifecycle rule removes them.
-    Failed(String),
+    Failed(Box<object_store::Error>),
     /// An abort was sent while completing the upload; whether it reached the store is unknown.
     Attempted,
 }
@@ -172,7 +272,8 @@ impl std::fmt::Display for AbortOutcome {
             ),
             AbortOutcome::Failed(why) => write!(
                 f,
-                " (aborting the partial upload also failed: {why}; its parts stay until a bucket lifecycle rule with AbortIncompleteMultipartUpload removes them)"
+                " (aborting the partial upload also failed: {}; its parts stay until a bucket lifecycle rule with AbortIncompleteMultipartUpload removes them)",
+                chain(why.as_ref())
             ),
         }
     }
@@ -246,22 +347,24 @@ impl Store {
     /// Opens the store described by the configuration. Nothing is contacted yet.
     pub fn open(cfg: &config::Storage) -> Result<Store, Error> {
         let url = crate::error::redact_urls(cfg.url.as_str());
-        let open_err = |reason: String| Error::Open {
-            url: url.clone(),
-            reason: crate::error::redact_urls(&reason),
-        };
         let mut local_dir = None;
         let (inner, download, root): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>, String) =
             match cfg.url.scheme() {
                 "file" => {
-                    let dir = cfg
-                        .url
-                        .to_file_path()
-                        .map_err(|_| open_err("not an absolute local path".into()))?;
-                    std::fs::create_dir_all(&dir)
-                        .map_err(|e| open_err(format!("cannot create {}: {e}", dir.display())))?;
+                    let dir = cfg.url.to_file_path().map_err(|_| Error::Open {
+                        url: url.clone(),
+                        reason: "not an absolute local path",
+                    })?;
+                    std::fs::create_dir_all(&dir).map_err(|source| Error::OpenDir {
+                        url: url.clone(),
+                        dir: dir.clone(),
+                        source,
+                    })?;
                     let fs = LocalFileSystem::new_with_prefix(&dir)
-                        .map_err(|e| open_err(e.to_string()))?
+                        .map_err(|source| Error::OpenClient {
+                            url: url.clone(),
+                            source,
+                        })?
                         .with_automatic_cleanup(true);
                     local_dir = Some(dir);
                     let fs: Arc<dyn ObjectStore> = Arc::new(fs);
@@ -299,7 +402,10 @@ impl Store {
                                 .with_access_key_id(&c.access_key_id)
                                 .with_secret_access_key(&c.secret_access_key);
                         }
-                        b.build().map_err(|e| open_err(chain(&e)))
+                        b.build().map_err(|source| Error::OpenClient {
+                            url: url.clone(),
+                            source,
+                        })
                     };
                     let s3 = build(ClientOptions::new().with_timeout(cfg.request_timeout))?;
                     let s3_download = build(
@@ -313,9 +419,17 @@ impl Store {
                         cfg.url.path().trim_matches('/').to_string(),
                     )
                 }
-                other => return Err(open_err(format!("unsupported scheme {other}"))),
+                other => {
+                    return Err(Error::OpenScheme {
+                        url,
+                        scheme: other.to_string(),
+                    });
+                }
             };
-        let root = Path::parse(&root).map_err(|e| open_err(format!("bad prefix: {e}")))?;
+        let root = Path::parse(&root).map_err(|source| Error::OpenPrefix {
+            url: url.clone(),
+            source,
+        })?;
         Ok(Store {
             inner,
             download,
@@ -365,9 +479,15 @@ impl Store {
         self.root.clone().join(cluster).join(kind.as_str())
     }
 
-    /// `<prefix>/<cluster>/<kind>/<id>`.
-    pub fn backup_dir(&self, cluster: &str, kind: Kind, id: &str) -> Path {
-        self.kind_dir(cluster, kind).join(id)
+    /// `<prefix>/<cluster>/<kind>/<id>`: the directory of one backup.
+    pub fn backup_dir(&self, cluster: &str, kind: Kind, id: &BackupId) -> Path {
+        self.id_dir(cluster, kind, id.as_str())
+    }
+
+    /// `<prefix>/<cluster>/<kind>/<name>`: an id directory as listed, whose name need not be a
+    /// valid backup id (an incomplete directory the sweep removes).
+    pub fn id_dir(&self, cluster: &str, kind: Kind, name: &str) -> Path {
+        self.kind_dir(cluster, kind).join(name)
     }
 
     /// The full key of an object, for messages and for standard tools.
@@ -388,7 +508,7 @@ impl Store {
         self.inner
             .list_with_delimiter(Some(&self.kind_dir(cluster, kind)))
             .await
-            .map_err(|e| self.classify(&e))?;
+            .map_err(|e| self.classify(e))?;
         self.probe_create_only(cluster).await
     }
 
@@ -424,10 +544,10 @@ impl Store {
                 }
                 Err(object_store::Error::AlreadyExists { .. })
                 | Err(object_store::Error::Precondition { .. }) => return Ok(()),
-                Err(e) => {
-                    return Err(Error::Write {
+                Err(source) => {
+                    return Err(Error::Put {
                         key: self.describe(&key),
-                        reason: chain(&e),
+                        source,
                     });
                 }
             }
@@ -437,21 +557,26 @@ impl Store {
 
     /// Refuses an id whose directory already holds objects, so a new backup never writes over
     /// anything (an id collision, however unlikely with 64 random bits, ends here).
-    pub async fn ensure_unused(&self, cluster: &str, kind: Kind, id: &str) -> Result<(), Error> {
+    pub async fn ensure_unused(
+        &self,
+        cluster: &str,
+        kind: Kind,
+        id: &BackupId,
+    ) -> Result<(), Error> {
         let dir = self.backup_dir(cluster, kind, id);
         let mut objects = self.inner.list(Some(&dir));
-        let found = objects.try_next().await.map_err(|e| self.classify(&e))?;
+        let found = objects.try_next().await.map_err(|e| self.classify(e))?;
         let staging = self.staging_files(&dir);
         match (found, staging.first()) {
             (None, None) => Ok(()),
             (Some(meta), _) => Err(Error::IdTaken {
                 url: self.url.clone(),
-                id: id.to_string(),
+                id: id.clone(),
                 found: self.describe(&meta.location),
             }),
             (None, Some((path, _))) => Err(Error::IdTaken {
                 url: self.url.clone(),
-                id: id.to_string(),
+                id: id.clone(),
                 found: path.display().to_string(),
             }),
         }
@@ -466,10 +591,6 @@ impl Store {
             .join(cluster)
             .join(PROBE_DIR)
             .join("clock");
-        let write_err = |e: object_store::Error| Error::Write {
-            key: self.describe(&key),
-            reason: chain(&e),
-        };
         self.inner
             .put(
                 &key,
@@ -479,12 +600,18 @@ impl Store {
                 .into(),
             )
             .await
-            .map_err(write_err)?;
+            .map_err(|source| Error::Put {
+                key: self.describe(&key),
+                source,
+            })?;
         Ok(self
             .inner
             .head(&key)
             .await
-            .map_err(write_err)?
+            .map_err(|source| Error::Read {
+                key: self.describe(&key),
+                source,
+            })?
             .last_modified)
     }
 
@@ -533,37 +660,35 @@ impl Store {
     }
 
     /// Maps an object_store error from a whole-store operation to what the user should do.
-    fn classify(&self, e: &object_store::Error) -> Error {
-        let reason = chain(e);
-        let bucket = self
-            .url
-            .strip_prefix("s3://")
-            .and_then(|r| r.split('/').next());
-        if reason.contains("NoSuchBucket") || reason.contains("specified bucket does not exist") {
+    /// object_store reports S3's error codes only as text (its listing errors are `Generic`,
+    /// the HTTP status private), so the codes of a missing bucket and of refused credentials
+    /// are looked for there; everything else is kept by variant.
+    fn classify(&self, source: object_store::Error) -> Error {
+        let text = chain(&source);
+        let s3_code = |codes: &[&str]| codes.iter().any(|c| text.contains(c));
+        if s3_code(&["NoSuchBucket", "specified bucket does not exist"]) {
+            let bucket = self
+                .url
+                .strip_prefix("s3://")
+                .and_then(|r| r.split('/').next());
             return Error::BucketMissing {
                 url: self.url.clone(),
                 bucket: bucket.unwrap_or_default().to_string(),
             };
         }
-        match e {
+        let url = self.url.clone();
+        match source {
             object_store::Error::PermissionDenied { .. }
-            | object_store::Error::Unauthenticated { .. } => Error::Denied {
-                url: self.url.clone(),
-                reason,
-            },
-            _ if reason.contains("AccessDenied")
-                || reason.contains("InvalidAccessKeyId")
-                || reason.contains("SignatureDoesNotMatch") =>
+            | object_store::Error::Unauthenticated { .. } => Error::Denied { url, source },
+            _ if s3_code(&[
+                "AccessDenied",
+                "InvalidAccessKeyId",
+                "SignatureDoesNotMatch",
+            ]) =>
             {
-                Error::Denied {
-                    url: self.url.clone(),
-                    reason,
-                }
+                Error::Denied { url, source }
             }
-            _ => Error::Unreachable {
-                url: self.url.clone(),
-                reason,
-            },
+            _ => Error::Unreachable { url, source },
         }
     }
 
@@ -573,10 +698,10 @@ impl Store {
             .inner
             .put_multipart(&key)
             .await
-            .map_err(|e| Error::Upload {
+            .map_err(|source| Error::Upload {
                 key: self.describe(&key),
-                reason: chain(&e),
                 abort: AbortOutcome::NotStarted,
+                source,
             })?;
         Ok(Upload {
             described: self.describe(&key),
@@ -588,7 +713,7 @@ impl Store {
     /// Writes the manifest, which makes the backup exist. Never overwrites.
     pub async fn commit(&self, m: &Manifest) -> Result<(), Error> {
         let key = self
-            .backup_dir(&m.cluster, m.kind, m.id.as_str())
+            .backup_dir(&m.cluster, m.kind, &m.id)
             .join(MANIFEST_NAME);
         let opts = PutOptions {
             mode: PutMode::Create,
@@ -599,9 +724,9 @@ impl Store {
             Err(object_store::Error::AlreadyExists { .. }) => Err(Error::CommitExists {
                 key: self.describe(&key),
             }),
-            Err(e) => Err(Error::Commit {
+            Err(source) => Err(Error::Commit {
                 key: self.describe(&key),
-                reason: chain(&e),
+                source,
             }),
         }
     }
@@ -617,7 +742,7 @@ impl Store {
             .list(Some(&dir))
             .try_collect()
             .await
-            .map_err(|e| self.classify(&e))?;
+            .map_err(|e| self.classify(e))?;
         let mut listing = Listing::default();
         let mut by_id: BTreeMap<String, (bool, usize, DateTime<Utc>)> = BTreeMap::new();
         for meta in objects {
@@ -676,7 +801,7 @@ impl Store {
                 Err(e) => listing.unreadable.push(Unreadable {
                     id,
                     key,
-                    reason: e.to_string(),
+                    reason: chain(&e),
                 }),
             }
         }
@@ -701,43 +826,49 @@ impl Store {
     /// Finds one complete backup: `latest` or an id. `latest` refuses when a manifest newer
     /// than the newest readable backup cannot be read: a damaged newest backup is news the
     /// on-call engineer must see, not something to step over silently.
-    pub async fn resolve(&self, cluster: &str, kind: Kind, which: &str) -> Result<Manifest, Error> {
-        if which == "latest" {
-            let listing = self.list(cluster, kind).await?;
-            if let Some(newest_bad) = listing.unreadable_newer_than_complete().last() {
-                return Err(Error::NewestUnreadable(Box::new(NewestUnreadable {
-                    cluster: cluster.to_string(),
-                    kind,
-                    unreadable: newest_bad.clone(),
-                    newest_readable: NewestReadable(
-                        listing.complete.last().map(|m| m.id.to_string()),
-                    ),
-                })));
-            }
-            return listing
-                .complete
-                .into_iter()
-                .last()
-                .ok_or_else(|| Error::NoBackups {
-                    url: self.url.clone(),
-                    cluster: cluster.to_string(),
-                    kind,
-                });
-        }
-        let id: BackupId = which.parse()?;
-        let key = self
-            .backup_dir(cluster, kind, id.as_str())
-            .join(MANIFEST_NAME);
+    pub async fn resolve(
+        &self,
+        cluster: &str,
+        kind: Kind,
+        which: &Selector,
+    ) -> Result<Manifest, Error> {
+        let id = match which {
+            Selector::Id(id) => id,
+            Selector::Latest => return self.latest(cluster, kind).await,
+        };
+        let key = self.backup_dir(cluster, kind, id).join(MANIFEST_NAME);
         match self.read_manifest(&key).await {
             Ok(m) => in_its_directory(m, &self.describe(&key), id.as_str(), cluster, kind),
             Err(Error::NotFound { .. }) => Err(Error::NoSuchBackup {
                 url: self.url.clone(),
                 cluster: cluster.to_string(),
                 kind,
-                id: id.to_string(),
+                id: id.clone(),
             }),
             Err(other) => Err(other),
         }
+    }
+
+    /// The newest complete backup; see [`Store::resolve`].
+    async fn latest(&self, cluster: &str, kind: Kind) -> Result<Manifest, Error> {
+        let listing = self.list(cluster, kind).await?;
+        if let Some(newest_bad) = listing.unreadable_newer_than_complete().last() {
+            return Err(Error::NewestUnreadable(Box::new(NewestUnreadable {
+                cluster: cluster.to_string(),
+                kind,
+                unreadable: newest_bad.clone(),
+                newest_readable: NewestReadable(listing.complete.last().map(|m| m.id.clone())),
+            })));
+        }
+        listing
+            .complete
+            .into_iter()
+            .last()
+            .ok_or_else(|| Error::NoBackups {
+                url: self.url.clone(),
+                cluster: cluster.to_string(),
+                kind,
+            })
     }
 
     /// Reads a small object whole, refusing one larger than `limit` before reading its body.
@@ -746,9 +877,9 @@ impl Store {
             object_store::Error::NotFound { .. } => Error::NotFound {
                 key: self.describe(key),
             },
-            other => Error::Read {
+            source => Error::Read {
                 key: self.describe(key),
-                reason: chain(&other),
+                source,
             },
         };
         let result = self.inner.get(key).await.map_err(read_err)?;
@@ -782,10 +913,10 @@ impl Store {
             Err(object_store::Error::NotFound { .. }) => {
                 return Err(Error::PayloadMissing { key: described });
             }
-            Err(e) => {
+            Err(source) => {
                 return Err(Error::Read {
                     key: described,
-                    reason: chain(&e),
+                    source,
                 });
             }
         };
@@ -814,19 +945,22 @@ impl Store {
         self.inner
             .list(Some(dir))
             .map_ok(|meta| meta.location)
-            .map_err(move |e| Error::Unreachable {
+            .map_err(move |source| Error::Unreachable {
                 url: url.clone(),
-                reason: chain(&e),
+                source,
             })
             .boxed()
     }
 
     /// Deletes one object (used by retention and tests).
     pub async fn delete(&self, key: &Path) -> Result<(), Error> {
-        self.inner.delete(key).await.map_err(|e| Error::Delete {
-            key: self.describe(key),
-            reason: chain(&e),
-        })
+        self.inner
+            .delete(key)
+            .await
+            .map_err(|source| Error::Delete {
+                key: self.describe(key),
+                source,
+            })
     }
 
     /// Deletes everything in one id directory, staging files of a killed `file://` upload
@@ -837,12 +971,9 @@ impl Store {
             self.delete(&key).await?;
         }
         for (path, _) in self.staging_files(dir) {
-            std::fs::remove_file(&path).or_else(|e| match e.kind() {
+            std::fs::remove_file(&path).or_else(|source| match source.kind() {
                 std::io::ErrorKind::NotFound => Ok(()),
-                _ => Err(Error::Delete {
-                    key: path.display().to_string(),
-                    reason: e.to_string(),
-                }),
+                _ => Err(Error::DeleteStaging { path, source }),
             })?;
         }
         if let Some(local) = self.local_path(dir) {
@@ -858,9 +989,9 @@ impl Store {
             .put(key, bytes.into())
             .await
             .map(|_| ())
-            .map_err(|e| Error::Write {
+            .map_err(|source| Error::Put {
                 key: self.describe(key),
-                reason: chain(&e),
+                source,
             })
     }
 
@@ -873,7 +1004,7 @@ impl Store {
             .inner
             .list_with_delimiter(prefix)
             .await
-            .map_err(|e| self.classify(&e))?;
+            .map_err(|e| self.classify(e))?;
         let mut names: Vec<String> = listed
             .common_prefixes
             .iter()
@@ -884,11 +1015,16 @@ impl Store {
         Ok(names)
     }
 
-    /// Deletes one complete backup: its manifest first, so the backup stops existing at once
-    /// (a failure after that leaves an incomplete id directory, which the sweep removes), then
-    /// every other object in its directory. Returns the keys deleted, the manifest's first.
-    pub async fn delete_backup(&self, m: &Manifest) -> Result<Vec<String>, Error> {
-        let dir = self.backup_dir(&m.cluster, m.kind, m.id.as_str());
+    /// Deletes one backup: its manifest first, so the backup stops existing at once (a failure
+    /// after that leaves an incomplete id directory, which the sweep removes), then every other
+    /// object in its directory. Returns the keys deleted, the manifest's first.
+    pub async fn delete_backup(
+        &self,
+        cluster: &str,
+        kind: Kind,
+        id: &BackupId,
+    ) -> Result<Vec<String>, Error> {
+        let dir = self.backup_dir(cluster, kind, id);
         let manifest_key = dir.clone().join(MANIFEST_NAME);
         self.delete(&manifest_key).await?;
         let mut deleted = vec![self.describe(&manifest_key)];
@@ -922,6 +1058,38 @@ fn is_staging_name(name: &str) -> bool {
         .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Why downloading an object failed, inside the `io::Error`s of [`Store::read_stream`].
+#[derive(Debug, Error)]
+pub enum DownloadError {
+    #[error("reading {key} failed: the store sent more bytes than asked for bytes {start}..{end}")]
+    TooLong { key: String, start: u64, end: u64 },
+    #[error("{key} disappeared during the download")]
+    Disappeared { key: String },
+    #[error(
+        "reading {key} failed: no byte arrived for {patience:?} (storage.retry_timeout) while bytes {start}..{end} were still missing"
+    )]
+    Stalled {
+        key: String,
+        patience: std::time::Duration,
+        start: u64,
+        end: u64,
+        /// What interrupted the last attempt.
+        #[source]
+        last: Interruption,
+    },
+}
+
+/// What interrupted one attempt at a part of a download.
+#[derive(Debug, Error)]
+pub enum Interruption {
+    #[error(transparent)]
+    Store(object_store::Error),
+    #[error("the store ended bytes {start}..{end} early")]
+    EndedEarly { start: u64, end: u64 },
+    #[error("no byte arrived for {0:?}")]
+    Silent(std::time::Duration),
+}
+
 /// Reads one object in ranged parts; each [`RangedReader::part`] retries on its own.
 #[derive(Clone)]
 struct RangedReader {
@@ -945,10 +1113,11 @@ impl RangedReader {
         loop {
             let start = range.start + buf.len() as u64;
             if start > range.end {
-                return Err(std::io::Error::other(format!(
-                    "reading {} failed: the store sent more bytes than asked for bytes {}..{}",
-                    self.described, range.start, range.end
-                )));
+                return Err(std::io::Error::other(DownloadError::TooLong {
+                    key: self.described.clone(),
+                    start: range.start,
+                    end: range.end,
+                }));
             }
             if start == range.end {
                 return Ok(buf.freeze());
@@ -964,37 +1133,40 @@ impl RangedReader {
                         }
                         Ok(None) if range.start + buf.len() as u64 >= range.end => break None,
                         Ok(None) => {
-                            break Some(format!(
-                                "the store ended bytes {start}..{} early",
-                                range.end
-                            ));
+                            break Some(Interruption::EndedEarly {
+                                start,
+                                end: range.end,
+                            });
                         }
-                        Ok(Some(Err(e))) => break Some(chain(&e)),
-                        Err(_) => {
-                            break Some(format!("no byte arrived for {:?}", self.idle));
-                        }
+                        Ok(Some(Err(e))) => break Some(Interruption::Store(e)),
+                        Err(_) => break Some(Interruption::Silent(self.idle)),
                     }
                 },
                 Err(object_store::Error::NotFound { .. }) => {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::NotFound,
-                        format!("{} disappeared during the download", self.described),
+                        DownloadError::Disappeared {
+                            key: self.described.clone(),
+                        },
                     ));
                 }
-                Err(e) => Some(chain(&e)),
+                Err(e) => Some(Interruption::Store(e)),
             };
-            let Some(reason) = failure else { continue };
+            let Some(last) = failure else { continue };
             let last_progress = *self.progress.lock().expect("not poisoned");
             if last_progress.elapsed() >= self.patience {
-                return Err(std::io::Error::other(format!(
-                    "reading {} failed: no byte arrived for {:?} (storage.retry_timeout) while bytes {start}..{} were still missing (last error: {reason})",
-                    self.described, self.patience, range.end
-                )));
+                return Err(std::io::Error::other(DownloadError::Stalled {
+                    key: self.described.clone(),
+                    patience: self.patience,
+                    start,
+                    end: range.end,
+                    last,
+                }));
             }
             tries += 1;
             let backoff = std::time::Duration::from_millis(100 * 2u64.pow(tries.min(6)))
                 .min(std::time::Duration::from_secs(5));
-            tracing::debug!(key = %self.described, start, end = range.end, error = %reason, retry_in = ?backoff, "Download part interrupted; resuming.");
+            tracing::debug!(key = %self.described, start, end = range.end, error = %chain(&last), retry_in = ?backoff, "Download part interrupted; resuming.");
             tokio::time::sleep(backoff).await;
         }
     }
@@ -1038,7 +1210,7 @@ impl Upload {
     /// the last part and the completion request.
     pub async fn finish(mut self) -> Result<(), Error> {
         if let Err(e) = self.writer().wait_for_capacity(0).await {
-            return Err(self.abort_in_place(chain(&e)).await);
+            return Err(self.abort_after(e).await);
         }
         let described = self.described.clone();
         let writer = self
@@ -1048,32 +1220,48 @@ impl Upload {
         match writer.finish().await {
             Ok(_) => Ok(()),
             // object_store aborts by itself here and returns either error; say so honestly.
-            Err(e) => Err(Error::Upload {
+            Err(source) => Err(Error::Upload {
                 key: described,
-                reason: chain(&e),
                 abort: AbortOutcome::Attempted,
+                source,
             }),
         }
     }
 
-    /// Aborts the upload after `reason`, and says how that went.
-    pub async fn abort(mut self, reason: String) -> Error {
-        self.abort_in_place(reason).await
+    /// Aborts the upload because lifeboat stopped it (`why`: a cancellation, an earlier
+    /// stage's failure), and says how that went.
+    pub async fn abort(mut self, why: String) -> Error {
+        self.abort_in_place(why).await
     }
 
-    /// Aborts the upload (once) after `reason`, and says how that went.
-    pub async fn abort_in_place(&mut self, reason: String) -> Error {
-        let abort = match self.writer.take() {
-            Some(writer) => match writer.abort().await {
-                Ok(()) => AbortOutcome::Aborted,
-                Err(e) => AbortOutcome::Failed(chain(&e)),
-            },
-            None => AbortOutcome::NotStarted,
-        };
+    /// Aborts the upload (once) because lifeboat stopped it, and says how that went.
+    pub async fn abort_in_place(&mut self, why: String) -> Error {
+        let abort = self.abort_writer().await;
+        Error::UploadStopped {
+            key: self.described.clone(),
+            why,
+            abort,
+        }
+    }
+
+    /// Aborts the upload (once) after the store failed a part with `source`, and says how
+    /// that went.
+    pub async fn abort_after(&mut self, source: object_store::Error) -> Error {
+        let abort = self.abort_writer().await;
         Error::Upload {
             key: self.described.clone(),
-            reason,
             abort,
+            source,
+        }
+    }
+
+    async fn abort_writer(&mut self) -> AbortOutcome {
+        match self.writer.take() {
+            Some(writer) => match writer.abort().await {
+                Ok(()) => AbortOutcome::Aborted,
+                Err(e) => AbortOutcome::Failed(Box::new(e)),
+            },
+            None => AbortOutcome::NotStarted,
         }
     }
 
@@ -1083,17 +1271,96 @@ impl Upload {
     }
 }
 
-/// An error and its sources on one line, without repeating a source already in the message.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = s.source();
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    fn memory_store() -> Store {
+        Store::from_object_store(Arc::new(InMemory::new()), "s3://backups/p", 1 << 20)
     }
-    out
+
+    fn generic(text: &'static str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "S3",
+            source: text.into(),
+        }
+    }
+
+    #[test]
+    fn a_whole_store_failure_keeps_the_store_error_by_variant() {
+        let store = memory_store();
+        assert!(matches!(
+            store.classify(generic("NoSuchBucket: The specified bucket does not exist")),
+            Error::BucketMissing { bucket, .. } if bucket == "backups"
+        ));
+        assert!(matches!(
+            store.classify(object_store::Error::PermissionDenied {
+                path: "p".into(),
+                source: "403".into(),
+            }),
+            Error::Denied {
+                source: object_store::Error::PermissionDenied { .. },
+                ..
+            }
+        ));
+        assert!(matches!(
+            store.classify(generic("InvalidAccessKeyId")),
+            Error::Denied {
+                source: object_store::Error::Generic { .. },
+                ..
+            }
+        ));
+        assert!(matches!(
+            store.classify(generic("connection refused")),
+            Error::Unreachable {
+                source: object_store::Error::Generic { .. },
+                ..
+            }
+        ));
+    }
+
+    /// A failed delete keeps the store's error as its cause: printed once, after the advice.
+    #[test]
+    fn a_failed_delete_prints_its_cause_once_after_the_advice() {
+        let e = Error::Delete {
+            key: "s3://backups/p/c/etcd/x/manifest.json".into(),
+            source: generic("AccessDenied"),
+        };
+        assert_eq!(
+            crate::error::chain(&e),
+            "deleting s3://backups/p/c/etcd/x/manifest.json failed; check that the credentials may delete (s3:DeleteObject) and run the command again: Generic S3 error: AccessDenied"
+        );
+    }
+
+    #[test]
+    fn a_selector_is_latest_or_a_backup_id() {
+        assert_eq!("latest".parse::<Selector>().unwrap(), Selector::Latest);
+        let id = "20261127T135500Z-9f86d081884c7d65";
+        assert_eq!(
+            id.parse::<Selector>().unwrap(),
+            Selector::Id(id.parse().unwrap())
+        );
+        assert!(matches!(
+            "newest".parse::<Selector>(),
+            Err(manifest::Error::BadId { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_backup_id_that_is_not_stored_is_no_such_backup() {
+        let store = memory_store();
+        let id: BackupId = "20261127T135500Z-9f86d081884c7d65".parse().unwrap();
+        match store
+            .resolve("c", Kind::Etcd, &Selector::Id(id.clone()))
+            .await
+        {
+            Err(Error::NoSuchBackup { id: missing, .. }) => assert_eq!(missing, id),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            store.resolve("c", Kind::Etcd, &Selector::Latest).await,
+            Err(Error::NoBackups { .. })
+        ));
+    }
 }

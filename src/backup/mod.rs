@@ -58,7 +58,7 @@ pub async fn unused_id(
     let mut tries = 0;
     loop {
         let id = new_id(now);
-        match store.ensure_unused(cluster, kind, id.as_str()).await {
+        match store.ensure_unused(cluster, kind, &id).await {
             Ok(()) => return Ok(id),
             Err(e @ store::Error::IdTaken { .. }) if tries < 3 => {
                 tracing::warn!(backup_id = %id, error = %e, "A new backup id was taken; picking another.");
@@ -188,9 +188,7 @@ pub async fn run<P: Producer>(
     let started_at = Utc::now();
     let id = unused_id(store, cluster, kind, started_at).await?;
     let name = encoding.payload_name(producer.stem());
-    let key = store
-        .backup_dir(cluster, kind, id.as_str())
-        .join(name.as_str());
+    let key = store.backup_dir(cluster, kind, &id).join(name.as_str());
     producer.log_start(&id);
 
     let mut upload = store.start_upload(key).await?;

@@ -34,13 +34,12 @@ pub(super) async fn commit_unless_cancelled(
     cancel: &CancellationToken,
 ) -> Result<(), store::Error> {
     if cancel.is_cancelled() {
-        return Err(store::Error::Commit {
+        return Err(store::Error::CommitCancelled {
             key: store.describe(
                 &store
-                    .backup_dir(&manifest.cluster, manifest.kind, manifest.id.as_str())
+                    .backup_dir(&manifest.cluster, manifest.kind, &manifest.id)
                     .join(manifest::MANIFEST_NAME),
             ),
-            reason: "the run was cancelled (shutdown or leadership lost) before the manifest was written; the payload is left for the sweep".into(),
         });
     }
     store.commit(manifest).await
@@ -89,7 +88,7 @@ pub(super) async fn run_stages<P>(
         }
     };
     if let Err(e) = uploaded {
-        return Err(upload.abort_in_place(store::chain(&e)).await.into());
+        return Err(upload.abort_after(e).await.into());
     }
     let failure: Error = match (produced, encoded) {
         (Produced::Done(p), Ok(t)) => return Ok((p, t)),
@@ -98,15 +97,17 @@ pub(super) async fn run_stages<P>(
         (Produced::Cancelled, _) => encode::Error::OutputClosed.into(),
         (Produced::Done(_), Err(e)) => e.into(),
     };
-    match upload.abort_in_place(failure.to_string()).await {
-        store::Error::Upload {
+    match upload.abort_in_place(crate::error::chain(&failure)).await {
+        store::Error::UploadStopped {
             abort: store::AbortOutcome::Failed(why),
             key,
             ..
         } => {
-            tracing::warn!(key, error = %why, "Aborting the partial upload failed; its parts stay until a bucket lifecycle rule with AbortIncompleteMultipartUpload removes them.")
+            tracing::warn!(key, error = %crate::error::chain(why.as_ref()), "Aborting the partial upload failed; its parts stay until a bucket lifecycle rule with AbortIncompleteMultipartUpload removes them.")
         }
-        other => tracing::debug!(error = %other, "Upload aborted after an earlier stage failed."),
+        other => {
+            tracing::debug!(error = %crate::error::chain(&other), "Upload aborted after an earlier stage failed.")
+        }
     }
     Err(failure)
 }

@@ -59,7 +59,7 @@ pub async fn run(config: &Path, output: Output, target: Target) -> anyhow::Resul
     let result = take(kind, &cfg, &store, &cancel, progress).await;
     ticker.finish().await;
     let m = result?;
-    let key = store.backup_dir(&m.cluster, m.kind, m.id.as_str());
+    let key = store.backup_dir(&m.cluster, m.kind, &m.id);
     let partial = !m.is_full();
     if output == Output::Json {
         super::print_json(

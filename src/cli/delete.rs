@@ -76,7 +76,7 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
         .positional
         .as_deref()
         .unwrap_or_else(|| args.backup.which());
-    let manifest = store.resolve(&cfg.cluster, kind, which).await?;
+    let manifest = store.resolve(&cfg.cluster, kind, &which.parse()?).await?;
     let listing = store.list(&cfg.cluster, kind).await?;
     let newest = is_newest_full(&listing.complete, manifest.id.as_str());
     if newest && !args.force {
@@ -87,7 +87,9 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
         }
         .into());
     }
-    let deleted = store.delete_backup(&manifest).await?;
+    let deleted = store
+        .delete_backup(&manifest.cluster, manifest.kind, &manifest.id)
+        .await?;
     tracing::info!(backup_id = %manifest.id, kind = %kind, forced = newest, objects = deleted.len(), "Backup deleted.");
     if output == Output::Json {
         return super::print_json(

@@ -54,7 +54,7 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
         .resolve(
             &cfg.cluster,
             lifeboat::manifest::Kind::Etcd,
-            args.backup.which(),
+            &args.backup.selector()?,
         )
         .await?;
     let limits = lifeboat::drill::Limits {
@@ -76,7 +76,7 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
         return super::print_json(
             "drill",
             &Report {
-                id: &r.id,
+                id: r.id.as_str(),
                 passed: true,
                 revision: r.revision,
                 key_count: r.key_count,

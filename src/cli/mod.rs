@@ -236,6 +236,11 @@ impl BackupArg {
     pub fn which(&self) -> &str {
         self.named.as_deref().unwrap_or("latest")
     }
+
+    /// The backup asked for, parsed: `latest` or a well-formed id.
+    pub fn selector(&self) -> anyhow::Result<lifeboat::store::Selector> {
+        Ok(self.which().parse()?)
+    }
 }
 
 /// Loads the configuration named on the command line.

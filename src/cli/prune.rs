@@ -65,8 +65,8 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
     let mut plans = vec![];
     for plan in &cfg.plans {
         let report = lifeboat::prune::prune(&store, &cfg.cluster, plan, now, args.dry_run).await?;
-        let deletions =
-            report.decision.deleted().count() + report.partials.iter().filter(|(_, s)| *s).count();
+        let deletions = report.decision.deleted().count()
+            + report.partials.iter().filter(|p| p.superseded).count();
         let sweeps = report
             .sweep
             .iter()
@@ -76,7 +76,7 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
         let partials: Vec<VerdictJson> = report
             .partials
             .iter()
-            .map(|(id, superseded)| {
+            .map(|lifeboat::prune::Partial { id, superseded }| {
                 let (action, why) = if *superseded {
                     (
                         "delete",
@@ -86,7 +86,7 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
                     ("keep", "partial export, no newer full backup yet")
                 };
                 VerdictJson {
-                    id: id.clone(),
+                    id: id.to_string(),
                     action: action.into(),
                     reason: why.into(),
                 }

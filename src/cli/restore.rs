@@ -183,7 +183,7 @@ pub async fn run(config: &Path, output: Output, target: Target) -> anyhow::Resul
             .resolve(
                 &cfg.cluster,
                 lifeboat::manifest::Kind::Etcd,
-                args.backup.which(),
+                &args.backup.selector()?,
             )
             .await?;
         let progress = Arc::new(lifeboat::progress::Progress::default());
@@ -285,7 +285,7 @@ async fn guided_restore(
                 .resolve(
                     &cfg.cluster,
                     lifeboat::manifest::Kind::Etcd,
-                    args.backup.which(),
+                    &args.backup.selector()?,
                 )
                 .await?,
         ),
@@ -296,7 +296,7 @@ async fn guided_restore(
         None => format!("snapshot-{}", now.format("%Y%m%dT%H%M%SZ")).to_lowercase(),
     };
     let opts = guided::Options {
-        manifest: args.manifest.clone(),
+        etcd_yaml: args.manifest.clone(),
         data_dir: args.data_dir.clone(),
         cluster_token: args.cluster_token.clone(),
         member_name: args.member_name.clone(),
@@ -437,7 +437,7 @@ async fn guided_restore(
         // The node's state comes first; what became of the snapshot file last.
         Err(e) => bail!(
             "{}\n{}",
-            lifeboat::store::chain(&e),
+            lifeboat::error::chain(&e),
             match &snapshot {
                 SnapshotFile::Given(_) => "The snapshot file was not changed.".to_string(),
                 other => format!(
@@ -539,7 +539,7 @@ async fn restore_resources(
         .resolve(
             &cfg.cluster,
             lifeboat::manifest::Kind::Resources,
-            args.backup.which(),
+            &args.backup.selector()?,
         )
         .await?;
     let (Some(to_dir), [] | [_], [] | [_]) = (

@@ -68,7 +68,9 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
         .positional
         .as_deref()
         .unwrap_or_else(|| args.backup.which());
-    let manifest = store.resolve(&cfg.cluster, args.kind.into(), which).await?;
+    let manifest = store
+        .resolve(&cfg.cluster, args.kind.into(), &which.parse()?)
+        .await?;
     let progress = Arc::new(lifeboat::progress::Progress::default());
     let ticker = super::progress::Ticker::start(
         format!("Verifying backup {}", manifest.id),

@@ -20,7 +20,13 @@ pub enum Error {
     )]
     NotFound,
     #[error("{tool} is not usable ({reason}): pass --etcdutl with a working etcdutl or etcdctl")]
-    Unusable { tool: String, reason: String },
+    Unusable { tool: String, reason: &'static str },
+    #[error("cannot run {tool}: pass --etcdutl with a working etcdutl or etcdctl")]
+    Run {
+        tool: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{tool} snapshot restore failed ({status}): {stderr}")]
     Failed {
         tool: String,
@@ -51,11 +57,11 @@ pub struct Restore<'a> {
     pub data_dir: &'a Path,
     /// Member name (`--name`).
     pub name: &'a str,
-    /// `--initial-cluster`.
+    /// `--initial-cluster`: every member as `name=peer-url`, comma separated.
     pub initial_cluster: &'a str,
-    /// `--initial-advertise-peer-urls`.
+    /// `--initial-advertise-peer-urls`: this member's peer URLs, comma separated.
     pub peer_urls: &'a str,
-    /// `--initial-cluster-token`.
+    /// `--initial-cluster-token`: the new cluster's token, the same on every member.
     pub token: &'a str,
 }
 
@@ -77,9 +83,9 @@ impl Tool {
                 .args(args)
                 .env("ETCDCTL_API", "3")
                 .output()
-                .map_err(|e| Error::Unusable {
+                .map_err(|source| Error::Run {
                     tool: tool.clone(),
-                    reason: e.to_string(),
+                    source,
                 })
         };
         let version = run(&["version"])?;
@@ -97,7 +103,7 @@ impl Tool {
         if !help.contains("--data-dir") {
             return Err(Error::Unusable {
                 tool,
-                reason: "its `snapshot restore --help` does not mention --data-dir".into(),
+                reason: "its `snapshot restore --help` does not mention --data-dir",
             });
         }
         Ok(Tool {
@@ -134,9 +140,9 @@ impl Tool {
             .args(self.args(r))
             .env("ETCDCTL_API", "3")
             .output()
-            .map_err(|e| Error::Unusable {
+            .map_err(|source| Error::Run {
                 tool: self.path.display().to_string(),
-                reason: e.to_string(),
+                source,
             })?;
         if out.status.success() {
             return Ok(());

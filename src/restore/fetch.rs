@@ -15,7 +15,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::encode::{self, Hashing};
 use crate::keys::Identities;
-use crate::manifest::Manifest;
+use crate::manifest::{BackupId, Manifest};
 use crate::snapshot::{self, TrailerCheck};
 use crate::store::Store;
 
@@ -33,45 +33,65 @@ pub enum Error {
         actual_sha256: String,
     },
     #[error(
-        "downloading {key} failed after {received} bytes: {reason}; check the store and run the command again"
+        "downloading {key} failed after {received} bytes; check the store and run the command again"
     )]
     Download {
         key: String,
         received: u64,
-        reason: String,
+        #[source]
+        source: io::Error,
     },
-    #[error("backup {id}: {source}")]
+    #[error("checking {key} stopped: the worker thread failed")]
+    Worker {
+        key: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    #[error("backup {id}")]
     Decode {
-        id: String,
+        id: BackupId,
         #[source]
         source: encode::Error,
     },
     #[error(
-        "backup {id} matches its manifest but does not decompress ({reason}); it was written damaged: use another backup"
+        "backup {id} matches its manifest but does not decompress; it was written damaged: use another backup"
     )]
-    Decompress { id: String, reason: String },
+    Decompress {
+        id: BackupId,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "backup {id} matches its manifest but its entry {path} does not read; it was written damaged: use another backup"
+    )]
+    Entry {
+        id: BackupId,
+        path: String,
+        #[source]
+        source: io::Error,
+    },
     #[error(
         "backup {id} decodes to {actual} bytes but its manifest says {expected}; it was written damaged: use another backup"
     )]
     PlainSize {
-        id: String,
+        id: BackupId,
         expected: u64,
         actual: u64,
     },
     #[error(
         "backup {id} reads back, but {reason}; it was written damaged or altered: use another backup"
     )]
-    ArchiveMismatch { id: String, reason: String },
-    #[error("backup {id}: the encrypted object {path}: {source}")]
+    ArchiveMismatch { id: BackupId, reason: String },
+    #[error("backup {id}: the encrypted object {path}")]
     Object {
-        id: String,
+        id: BackupId,
         path: String,
         #[source]
         source: encode::Error,
     },
-    #[error("backup {id}: {source}")]
+    #[error("backup {id}")]
     Integrity {
-        id: String,
+        id: BackupId,
         #[source]
         source: snapshot::Error,
     },
@@ -79,17 +99,17 @@ pub enum Error {
         "backup {id} carries etcd hash {actual} but its manifest recorded {expected}; use another backup"
     )]
     HashDiffers {
-        id: String,
+        id: BackupId,
         expected: String,
         actual: String,
     },
     #[error(
         "backup {id} is encrypted to {recipients}: pass --identity with the matching age identity file"
     )]
-    IdentityRequired { id: String, recipients: String },
+    IdentityRequired { id: BackupId, recipients: String },
     #[error("{path} already exists: choose another --to-file, or move it away first")]
     OutputExists { path: PathBuf },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Output {
         path: PathBuf,
         #[source]
@@ -152,7 +172,7 @@ pub async fn fetch_with_progress(
     progress: Arc<crate::progress::Progress>,
 ) -> Result<Outcome, Error> {
     progress.set_total(manifest.payload.stored_size);
-    let id = manifest.id.to_string();
+    let id = manifest.id.clone();
     let encrypted = manifest.payload.encryption.is_encrypted();
     if out.is_some() && encrypted && identities.is_none() {
         return Err(Error::IdentityRequired {
@@ -168,7 +188,7 @@ pub async fn fetch_with_progress(
         });
     }
     let key = store
-        .backup_dir(&manifest.cluster, manifest.kind, &id)
+        .backup_dir(&manifest.cluster, manifest.kind, &manifest.id)
         .join(manifest.payload.name.as_str());
     let described = store.describe(&key);
     let stream = store.read_stream(&key).await?;
@@ -187,14 +207,13 @@ pub async fn fetch_with_progress(
         )
     });
     let partial = out_path.as_deref().map(partial_path);
-    task.await.map_err(|e| {
+    task.await.map_err(|source| {
         if let Some(tmp) = &partial {
             let _ = std::fs::remove_file(tmp);
         }
-        Error::Download {
+        Error::Worker {
             key: store.describe(&key),
-            received: 0,
-            reason: e.to_string(),
+            source,
         }
     })?
 }
@@ -207,7 +226,7 @@ fn check_blocking<R: Read>(
     out: Option<&Path>,
     encrypted: bool,
 ) -> Result<Outcome, Error> {
-    let id = manifest.id.to_string();
+    let id = manifest.id.clone();
     let mut stored = Hashing::new(reader);
     let decode = identities.is_some() || !encrypted;
     let mut partial = None;
@@ -253,11 +272,11 @@ fn check_blocking<R: Read>(
         let _ = io::copy(&mut stored, &mut io::sink());
     }
     let (latch, stored_size, stored_sha256) = stored.finish();
-    if let Some(reason) = latch.error {
+    if let Some(source) = latch.error {
         return Err(cleanup(Error::Download {
             key: key.to_string(),
             received: stored_size,
-            reason,
+            source,
         }));
     }
     if stored_size != manifest.payload.stored_size
@@ -325,10 +344,10 @@ fn check_blocking<R: Read>(
 }
 
 /// Remembers the first error of the download stream, so that a broken download is reported
-/// as such and not as the damage it causes further down.
+/// as such and not as the damage it causes further down. Reads after it fail with its kind.
 pub(crate) struct Latch<R> {
     inner: R,
-    pub(crate) error: Option<String>,
+    pub(crate) error: Option<io::Error>,
     progress: Arc<crate::progress::Progress>,
 }
 
@@ -345,13 +364,17 @@ impl<R> Latch<R> {
 impl<R: Read> Read for Latch<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if let Some(e) = &self.error {
-            return Err(io::Error::other(e.clone()));
+            return Err(io::Error::new(e.kind(), "the download failed earlier"));
         }
-        let n = self.inner.read(buf).inspect_err(|e| {
-            if e.kind() != io::ErrorKind::Interrupted {
-                self.error = Some(e.to_string());
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
+            Err(e) => {
+                let again = io::Error::new(e.kind(), "the download failed");
+                self.error = Some(e);
+                return Err(again);
             }
-        })?;
+        };
         self.progress.advance(n as u64);
         Ok(n)
     }
@@ -396,19 +419,16 @@ enum DecodeFailure {
 
 impl From<crate::archive::ReadError> for DecodeFailure {
     fn from(e: crate::archive::ReadError) -> Self {
-        DecodeFailure::Decompress(io::Error::other(e.to_string()))
+        DecodeFailure::Decompress(io::Error::other(e))
     }
 }
 
 impl DecodeFailure {
-    fn into_error(self, id: &str) -> Error {
-        let id = id.to_string();
+    fn into_error(self, id: &BackupId) -> Error {
+        let id = id.clone();
         match self {
             DecodeFailure::Open(source) => Error::Decode { id, source },
-            DecodeFailure::Decompress(e) => Error::Decompress {
-                id,
-                reason: e.to_string(),
-            },
+            DecodeFailure::Decompress(source) => Error::Decompress { id, source },
             DecodeFailure::Write(path, source) => Error::Output { path, source },
             DecodeFailure::Integrity(source) => Error::Integrity { id, source },
             DecodeFailure::Mismatch(reason) => Error::ArchiveMismatch { id, reason },

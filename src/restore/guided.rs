@@ -1,12 +1,12 @@
 //! The guided etcd restore of a kubeadm control-plane node. Order matters: the backup is
 //! downloaded and verified and lifeboat proves it can talk to this node's etcd first (nothing on
 //! the node changes until then); the plan and the etcd.yaml diff are shown; then etcd and
-//! kube-apiserver are stopped by moving their static-pod manifests out of the kubelet's
+//! kube-apiserver are stopped by moving their static pods out of the kubelet's
 //! directory, the snapshot is restored into a NEW data dir (the old one is never touched), the
 //! regenerated etcd.yaml goes back, and kube-apiserver follows once etcd answers.
 //!
 //! Whenever the flow stops after the first change (a failure, SIGINT or SIGTERM), it looks at
-//! the node again and reports what it saw, never what it expected: where each manifest is,
+//! the node again and reports what it saw, never what it expected: where each static pod file is,
 //! whether etcd still accepts connections, which data dirs exist, and the exact commands that
 //! roll the node back ([`NodeState`]).
 
@@ -17,40 +17,41 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
+use super::etcd_yaml::{self, EtcdYaml, Rewrite, Rewritten};
 use super::etcdutl::{self, Tool};
-use super::manifest_rewrite::{self, EtcdManifest, Rewrite, Rewritten};
 use crate::config;
+use crate::manifest::BackupId;
 use crate::source::etcd as etcd_source;
 
 /// Why the guided restore stopped.
 #[derive(Debug, Error)]
 pub enum Error {
-    #[error("cannot read {path}: {source}; pass --manifest with the path of kubeadm's etcd.yaml")]
-    ReadManifest {
+    #[error("cannot read {path}; pass --manifest with the path of kubeadm's etcd.yaml")]
+    ReadEtcdYaml {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot make {path} an absolute path: {source}")]
+    #[error("cannot make {path} an absolute path")]
     Path {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
-    Manifest {
+    #[error("{path}")]
+    EtcdYaml {
         path: PathBuf,
         #[source]
-        source: manifest_rewrite::Error,
+        source: etcd_yaml::Error,
     },
     #[error(
         "{path} already exists: choose another --data-dir (the restore never writes into an existing directory)"
     )]
     DataDirExists { path: PathBuf },
-    #[error("{path} already exists: choose another --backup-dir for the original manifests")]
+    #[error("{path} already exists: choose another --backup-dir for the original static pods")]
     BackupDirExists { path: PathBuf },
     #[error(
-        "etcd.yaml's --listen-client-urls ({urls}) has no URL lifeboat can check etcd with: fix the manifest"
+        "etcd.yaml's --listen-client-urls ({urls}) has no URL lifeboat can check etcd with: fix etcd.yaml"
     )]
     NoHealthEndpoint { urls: String },
     #[error(
@@ -65,12 +66,13 @@ pub enum Error {
         cause: etcd_source::Error,
     },
     #[error(
-        "{path} was kept by an earlier run but is not backup {id}'s verified snapshot ({reason}): remove it to download backup {id} again, or pass --snapshot {path} to restore from that file instead"
+        "{path} was kept by an earlier run but is not backup {id}'s verified snapshot ({why}): remove it to download backup {id} again, or pass --snapshot {path} to restore from that file instead"
     )]
     ForeignSnapshot {
         path: PathBuf,
-        id: String,
-        reason: String,
+        id: BackupId,
+        /// Shown in the middle of the message, before the advice, so not a `source`.
+        why: Foreign,
     },
     #[error(transparent)]
     Tool(#[from] etcdutl::Error),
@@ -92,15 +94,15 @@ pub enum Error {
 #[derive(Debug, Clone)]
 pub struct Options {
     /// kubeadm's etcd.yaml.
-    pub manifest: PathBuf,
+    pub etcd_yaml: PathBuf,
     /// New data directory; default: `etcd-restore-<label>` beside the current one.
     pub data_dir: Option<PathBuf>,
     /// New cluster token; default: `etcd-cluster-<label>`.
     pub cluster_token: Option<String>,
-    /// Member name; default: the manifest's `--name`.
+    /// Member name; default: etcd.yaml's `--name`.
     pub member_name: Option<String>,
-    /// Where the original manifests go; default: `lifeboat-restore-<stamp>` beside the manifests
-    /// directory (never inside it: the kubelet runs every file there).
+    /// Where the original static pods go; default: `lifeboat-restore-<stamp>` beside the static
+    /// pod directory (never inside it: the kubelet runs every file there).
     pub backup_dir: Option<PathBuf>,
     /// How long to wait for etcd to stop and to come back.
     pub wait: Duration,
@@ -109,23 +111,23 @@ pub struct Options {
 /// Everything the restore will do, computed before anything changes. Every path is absolute.
 #[derive(Debug)]
 pub struct Plan {
-    /// The manifest file.
-    pub manifest: PathBuf,
+    /// etcd.yaml.
+    pub etcd_yaml: PathBuf,
     /// Its text as read.
     pub original_text: String,
     /// Its parsed contents.
-    pub current: EtcdManifest,
-    /// The regenerated manifest and its diff.
+    pub current: EtcdYaml,
+    /// The regenerated etcd.yaml and its diff.
     pub rewritten: Rewritten,
     /// kube-apiserver.yaml beside it, if present.
     pub apiserver: Option<PathBuf>,
-    /// Where the originals go.
+    /// Where the original static pods go (must not exist yet).
     pub backup_dir: PathBuf,
-    /// The new data dir.
+    /// The host directory the snapshot is restored into (must not exist yet).
     pub data_dir: PathBuf,
-    /// The new cluster token.
+    /// `--initial-cluster-token` of the restored member.
     pub token: String,
-    /// The member name.
+    /// `--name` of the restored member.
     pub name: String,
 }
 
@@ -143,16 +145,16 @@ pub fn plan(
     label: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Plan, Error> {
-    let manifest = absolute(&opts.manifest)?;
-    let text = std::fs::read_to_string(&manifest).map_err(|source| Error::ReadManifest {
-        path: manifest.clone(),
+    let etcd_yaml = absolute(&opts.etcd_yaml)?;
+    let text = std::fs::read_to_string(&etcd_yaml).map_err(|source| Error::ReadEtcdYaml {
+        path: etcd_yaml.clone(),
         source,
     })?;
-    let bad = |source| Error::Manifest {
-        path: manifest.clone(),
+    let bad = |source| Error::EtcdYaml {
+        path: etcd_yaml.clone(),
         source,
     };
-    let current = EtcdManifest::parse(&text).map_err(bad)?;
+    let current = EtcdYaml::parse(&text).map_err(bad)?;
     let old_dir = PathBuf::from(&current.data_volume.host_data_dir);
     let data_dir = match &opts.data_dir {
         Some(d) => absolute(d)?,
@@ -169,13 +171,13 @@ pub fn plan(
         .clone()
         .unwrap_or_else(|| format!("etcd-cluster-{label}"));
     let mut rewrite = Rewrite::new(data_dir.display().to_string(), token.clone());
-    rewrite.manifest_path = manifest.display().to_string();
-    let rewritten = manifest_rewrite::rewrite(&text, &rewrite).map_err(bad)?;
-    let manifests_dir = manifest.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let apiserver = Some(manifests_dir.join("kube-apiserver.yaml")).filter(|p| p.exists());
+    rewrite.path = etcd_yaml.display().to_string();
+    let rewritten = etcd_yaml::rewrite(&text, &rewrite).map_err(bad)?;
+    let pod_dir = etcd_yaml.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let apiserver = Some(pod_dir.join("kube-apiserver.yaml")).filter(|p| p.exists());
     let backup_dir = match &opts.backup_dir {
         Some(d) => absolute(d)?,
-        None => manifests_dir
+        None => pod_dir
             .parent()
             .unwrap_or(Path::new("/"))
             .join(format!("lifeboat-restore-{}", now.format("%Y%m%dT%H%M%SZ"))),
@@ -184,7 +186,7 @@ pub fn plan(
         return Err(Error::BackupDirExists { path: backup_dir });
     }
     Ok(Plan {
-        manifest,
+        etcd_yaml,
         original_text: text,
         name: opts
             .member_name
@@ -227,7 +229,7 @@ impl Interrupt {
 
 /// The etcd.yaml in the kubelet's directory, as found on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LiveManifest {
+pub enum LiveEtcdYaml {
     /// The file the restore started from.
     Original,
     /// The regenerated one, pointing at the new data dir.
@@ -253,13 +255,13 @@ pub enum EtcdSeen {
 /// composed from this, never from what the flow expected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeState {
-    /// `<manifests>/etcd.yaml`.
-    pub etcd_live: LiveManifest,
+    /// `<static pod dir>/etcd.yaml`.
+    pub etcd_live: LiveEtcdYaml,
     /// `<backup dir>/etcd.yaml` exists.
     pub etcd_saved: bool,
     /// The plan moves kube-apiserver.yaml.
     pub apiserver_planned: bool,
-    /// `<manifests>/kube-apiserver.yaml` exists.
+    /// `<static pod dir>/kube-apiserver.yaml` exists.
     pub apiserver_live: bool,
     /// `<backup dir>/kube-apiserver.yaml` exists.
     pub apiserver_saved: bool,
@@ -285,36 +287,36 @@ fn sh(p: &Path) -> String {
 }
 
 impl NodeState {
-    /// The shell command that puts the original manifests back, if anything needs to move.
+    /// The shell command that puts the original static pods back, if anything needs to move.
     pub fn rollback_command(&self, plan: &Plan) -> Option<String> {
         let mut files = Vec::new();
-        if self.etcd_saved && self.etcd_live != LiveManifest::Original {
+        if self.etcd_saved && self.etcd_live != LiveEtcdYaml::Original {
             files.push(sh(&plan.backup_dir.join("etcd.yaml")));
         }
         if self.apiserver_saved && !self.apiserver_live {
             files.push(sh(&plan.backup_dir.join("kube-apiserver.yaml")));
         }
         (!files.is_empty())
-            .then(|| format!("mv -f {} {}/", files.join(" "), sh(&plan.manifests_dir())))
+            .then(|| format!("mv -f {} {}/", files.join(" "), sh(&plan.static_pod_dir())))
     }
 
     /// What lifeboat saw, one line per fact, then the rollback command (on a line of its own
     /// that starts with "To roll back: ") and what else can be done.
     pub fn describe(&self, plan: &Plan) -> String {
-        let manifests = plan.manifests_dir();
+        let pod_dir = plan.static_pod_dir();
         let backup = &plan.backup_dir;
         let new = plan.data_dir.display();
         let mut s = String::from("Node state, as lifeboat sees it now:\n");
-        let live = manifests.join("etcd.yaml");
+        let live = pod_dir.join("etcd.yaml");
         s.push_str(&format!(
             "  - {}: {}\n",
             live.display(),
             match self.etcd_live {
-                LiveManifest::Original => "the original (etcd runs from the old data dir)".into(),
-                LiveManifest::Rewritten => format!("the regenerated one (etcd runs from {new})"),
-                LiveManifest::Other =>
+                LiveEtcdYaml::Original => "the original (etcd runs from the old data dir)".into(),
+                LiveEtcdYaml::Rewritten => format!("the regenerated one (etcd runs from {new})"),
+                LiveEtcdYaml::Other =>
                     "a file that is neither the original nor the one lifeboat wrote".into(),
-                LiveManifest::Absent => "absent (the kubelet runs no etcd)".into(),
+                LiveEtcdYaml::Absent => "absent (the kubelet runs no etcd)".into(),
             }
         ));
         s.push_str(&format!(
@@ -329,19 +331,19 @@ impl NodeState {
         if self.apiserver_planned {
             let where_ = match (self.apiserver_live, self.apiserver_saved) {
                 (true, false) => {
-                    format!("in {} only (kube-apiserver can run)", manifests.display())
+                    format!("in {} only (kube-apiserver can run)", pod_dir.display())
                 }
                 (false, true) => {
                     format!("in {} only (kube-apiserver is stopped)", backup.display())
                 }
                 (true, true) => format!(
                     "in both {} and {} (kube-apiserver can run)",
-                    manifests.display(),
+                    pod_dir.display(),
                     backup.display()
                 ),
                 (false, false) => format!(
                     "in neither {} nor {} (kube-apiserver is stopped)",
-                    manifests.display(),
+                    pod_dir.display(),
                     backup.display()
                 ),
             };
@@ -381,28 +383,28 @@ impl NodeState {
         ));
         match self.rollback_command(plan) {
             Some(cmd) => s.push_str(&format!("To roll back: {cmd}\n")),
-            None if self.etcd_live == LiveManifest::Original
+            None if self.etcd_live == LiveEtcdYaml::Original
                 && (!self.apiserver_planned || self.apiserver_live) =>
             {
                 s.push_str(
-                    "Nothing to roll back: the original manifests are in the kubelet's directory.\n",
+                    "Nothing to roll back: the original static pods are in the kubelet's directory.\n",
                 )
             }
             None => s.push_str(&format!(
                 "lifeboat cannot roll back by itself: the original etcd.yaml is not in {}; put kubeadm's etcd.yaml back into {} by hand.\n",
                 backup.display(),
-                manifests.display()
+                pod_dir.display()
             )),
         }
-        if self.etcd_live == LiveManifest::Rewritten && self.apiserver_saved && !self.apiserver_live
+        if self.etcd_live == LiveEtcdYaml::Rewritten && self.apiserver_saved && !self.apiserver_live
         {
             s.push_str(&format!(
                 "To keep the restore instead, once etcd answers: mv {} {}/\n",
                 sh(&backup.join("kube-apiserver.yaml")),
-                sh(&manifests)
+                sh(&pod_dir)
             ));
         }
-        if self.new_data_dir && self.etcd_live != LiveManifest::Rewritten {
+        if self.new_data_dir && self.etcd_live != LiveEtcdYaml::Rewritten {
             s.push_str(&format!(
                 "The new data dir {new} is not in use; remove it (rm -rf {}) before running the restore again, or pass another --data-dir.\n",
                 sh(&plan.data_dir)
@@ -485,8 +487,8 @@ enum Waited {
 
 impl Plan {
     /// The kubelet's static-pod directory.
-    pub fn manifests_dir(&self) -> PathBuf {
-        self.manifest
+    pub fn static_pod_dir(&self) -> PathBuf {
+        self.etcd_yaml
             .parent()
             .unwrap_or(Path::new("/"))
             .to_path_buf()
@@ -503,7 +505,7 @@ impl Plan {
     /// The plan as the on-call engineer reads it before confirming.
     pub fn describe(&self, tool: &Tool, snapshot: &Path) -> String {
         let r = self.restore_args(snapshot);
-        let manifests = self.manifests_dir();
+        let pod_dir = self.static_pod_dir();
         let mut moved = vec!["etcd.yaml"];
         if self.apiserver.is_some() {
             moved.push("kube-apiserver.yaml");
@@ -512,7 +514,7 @@ impl Plan {
         s.push_str(&format!(
             "1. Stop the control plane: move {} from {} to {} (outside the kubelet's directory), and wait for etcd to stop.\n",
             moved.join(" and "),
-            manifests.display(),
+            pod_dir.display(),
             self.backup_dir.display()
         ));
         s.push_str(&format!(
@@ -530,7 +532,7 @@ impl Plan {
         }
         s.push_str(&format!(
             "3. Write the regenerated etcd.yaml to {} and wait for etcd to answer.\n",
-            self.manifest.display()
+            self.etcd_yaml.display()
         ));
         if self.apiserver.is_some() {
             s.push_str("4. Put kube-apiserver.yaml back.\n");
@@ -603,22 +605,22 @@ impl Plan {
         })
     }
 
-    /// Looks at the node: the manifests in both directories, etcd's client ports, the data
+    /// Looks at the node: the static pods in both directories, etcd's client ports, the data
     /// dirs.
     pub fn observe(&self) -> NodeState {
-        let live = self.manifest.clone();
+        let live = self.etcd_yaml.clone();
         let etcd_live = match std::fs::read_to_string(&live) {
-            Ok(t) if t == self.original_text => LiveManifest::Original,
-            Ok(t) if t == self.rewritten.text => LiveManifest::Rewritten,
-            Ok(_) => LiveManifest::Other,
-            Err(_) if live.exists() => LiveManifest::Other,
-            Err(_) => LiveManifest::Absent,
+            Ok(t) if t == self.original_text => LiveEtcdYaml::Original,
+            Ok(t) if t == self.rewritten.text => LiveEtcdYaml::Rewritten,
+            Ok(_) => LiveEtcdYaml::Other,
+            Err(_) if live.exists() => LiveEtcdYaml::Other,
+            Err(_) => LiveEtcdYaml::Absent,
         };
         NodeState {
             etcd_live,
             etcd_saved: self.backup_dir.join("etcd.yaml").is_file(),
             apiserver_planned: self.apiserver.is_some(),
-            apiserver_live: self.manifests_dir().join("kube-apiserver.yaml").is_file(),
+            apiserver_live: self.static_pod_dir().join("kube-apiserver.yaml").is_file(),
             apiserver_saved: self.backup_dir.join("kube-apiserver.yaml").is_file(),
             etcd: observe_etcd(&self.current),
             new_data_dir: self.data_dir.exists(),
@@ -656,7 +658,7 @@ impl Plan {
             Some(signal) => Err(interrupted(signal, step)),
             None => Ok(()),
         };
-        let manifests_dir = self.manifests_dir();
+        let pod_dir = self.static_pod_dir();
 
         // 1. Stop the control plane.
         check("starting the restore")?;
@@ -675,7 +677,7 @@ impl Plan {
             ));
         }
         check("stopping the control plane")?;
-        move_file(&self.manifest, &self.backup_dir.join("etcd.yaml"))
+        move_file(&self.etcd_yaml, &self.backup_dir.join("etcd.yaml"))
             .map_err(|e| fail("moving etcd.yaml out", e))?;
         say(&format!(
             "Moved etcd.yaml to {}; waiting for etcd to stop.",
@@ -742,7 +744,7 @@ impl Plan {
         std::fs::write(&tmp, &self.rewritten.text)
             .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
             .map_err(|e| fail("writing the new etcd.yaml", e.to_string()))?;
-        move_file(&tmp, &self.manifest)
+        move_file(&tmp, &self.etcd_yaml)
             .map_err(|e| fail("putting the new etcd.yaml in place", e))?;
         say("Wrote the regenerated etcd.yaml; waiting for etcd to answer.");
         match wait_until_healthy(etcd, wait, interrupt, say).await {
@@ -761,7 +763,7 @@ impl Plan {
 
         // 4. The API server comes back (this last step is finished even after a signal).
         if self.apiserver.is_some() {
-            let dest = manifests_dir.join("kube-apiserver.yaml");
+            let dest = pod_dir.join("kube-apiserver.yaml");
             move_file(&self.backup_dir.join("kube-apiserver.yaml"), &dest)
                 .map_err(|e| fail("putting kube-apiserver.yaml back", e))?;
             say("Put kube-apiserver.yaml back.");
@@ -788,38 +790,67 @@ pub async fn preflight(etcd: &config::Etcd) -> Result<String, Error> {
         })
 }
 
+/// Why a kept snapshot file is not the backup's verified snapshot.
+#[derive(Debug)]
+pub enum Foreign {
+    /// It cannot be opened.
+    Open(std::io::Error),
+    /// Reading it failed.
+    Read(std::io::Error),
+    /// etcd's trailing hash does not match its contents.
+    NotIntact(crate::snapshot::Error),
+    /// The backup's manifest records no etcd snapshot hash to compare with.
+    NoRecordedHash,
+    /// It is an intact snapshot, but another one.
+    OtherSnapshot { found: String, recorded: String },
+}
+
+impl std::fmt::Display for Foreign {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Foreign::Open(e) => write!(f, "cannot open it: {}", crate::error::chain(e)),
+            Foreign::Read(e) => write!(f, "cannot read it: {}", crate::error::chain(e)),
+            Foreign::NotIntact(e) => write!(
+                f,
+                "it is not an intact etcd snapshot: {}",
+                crate::error::chain(e)
+            ),
+            Foreign::NoRecordedHash => f.write_str("the manifest records no etcd snapshot hash"),
+            Foreign::OtherSnapshot { found, recorded } => {
+                write!(f, "its etcd hash is {found}, the backup's is {recorded}")
+            }
+        }
+    }
+}
+
 /// Checks that the file an earlier run kept at `path` is exactly `manifest`'s snapshot:
 /// intact (etcd's trailing sha256) and the one the manifest recorded.
 pub fn check_kept_snapshot(path: &Path, manifest: &crate::manifest::Manifest) -> Result<(), Error> {
-    let foreign = |reason: String| Error::ForeignSnapshot {
+    let foreign = |why: Foreign| Error::ForeignSnapshot {
         path: path.to_path_buf(),
-        id: manifest.id.to_string(),
-        reason,
+        id: manifest.id.clone(),
+        why,
     };
-    let mut file =
-        std::fs::File::open(path).map_err(|e| foreign(format!("cannot open it: {e}")))?;
+    let mut file = std::fs::File::open(path).map_err(|e| foreign(Foreign::Open(e)))?;
     let mut check = crate::snapshot::TrailerCheck::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = std::io::Read::read(&mut file, &mut buf)
-            .map_err(|e| foreign(format!("cannot read it: {e}")))?;
+        let n = std::io::Read::read(&mut file, &mut buf).map_err(|e| foreign(Foreign::Read(e)))?;
         if n == 0 {
             break;
         }
         check.update(&buf[..n]);
     }
-    let verified = check
-        .finish()
-        .map_err(|e| foreign(format!("it is not an intact etcd snapshot: {e}")))?;
+    let verified = check.finish().map_err(|e| foreign(Foreign::NotIntact(e)))?;
     let recorded = manifest
         .etcd
         .as_ref()
-        .ok_or_else(|| foreign("the manifest records no etcd snapshot hash".into()))?;
+        .ok_or_else(|| foreign(Foreign::NoRecordedHash))?;
     if verified.sha256 != recorded.snapshot_sha256 {
-        return Err(foreign(format!(
-            "its etcd hash is {}, the backup's is {}",
-            verified.sha256, recorded.snapshot_sha256
-        )));
+        return Err(foreign(Foreign::OtherSnapshot {
+            found: verified.sha256,
+            recorded: recorded.snapshot_sha256.clone(),
+        }));
     }
     Ok(())
 }
@@ -850,7 +881,7 @@ fn move_file(from: &Path, to: &Path) -> Result<(), String> {
 }
 
 /// Host:port of each client URL etcd listens on.
-fn listen_addrs(m: &EtcdManifest) -> Vec<String> {
+fn listen_addrs(m: &EtcdYaml) -> Vec<String> {
     m.listen_client_urls
         .split(',')
         .filter_map(|u| url::Url::parse(u.trim()).ok())
@@ -860,7 +891,7 @@ fn listen_addrs(m: &EtcdManifest) -> Vec<String> {
 
 /// Whether etcd runs: something accepting connections on its client addresses, or a running
 /// etcd container according to crictl.
-fn observe_etcd(m: &EtcdManifest) -> EtcdSeen {
+fn observe_etcd(m: &EtcdYaml) -> EtcdSeen {
     let addrs = listen_addrs(m);
     let open = addrs.iter().find(|a| {
         std::net::ToSocketAddrs::to_socket_addrs(a.as_str())
@@ -891,7 +922,7 @@ fn observe_etcd(m: &EtcdManifest) -> EtcdSeen {
 }
 
 async fn wait_until_stopped(
-    m: &EtcdManifest,
+    m: &EtcdYaml,
     wait: Duration,
     interrupt: &Interrupt,
 ) -> Result<String, Waited> {
@@ -903,7 +934,7 @@ async fn wait_until_stopped(
         }
         if start.elapsed() > wait {
             return Err(Waited::TimedOut(format!(
-                "etcd still runs after {wait:?} ({}): is the kubelet running? it stops static pods whose manifest is removed",
+                "etcd still runs after {wait:?} ({}): is the kubelet running? it stops static pods whose file is removed",
                 match seen {
                     EtcdSeen::Listening(a) => format!("{a} accepts connections"),
                     _ => "crictl lists a running etcd container".into(),
@@ -990,13 +1021,13 @@ mod tests {
 
     fn plan_at(root: &Path) -> Plan {
         let text = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\n  namespace: kube-system\nspec:\n  containers:\n  - command:\n    - etcd\n    - --advertise-client-urls=https://10.0.0.1:2379\n    - --data-dir=/var/lib/etcd\n    - --initial-advertise-peer-urls=https://10.0.0.1:2380\n    - --initial-cluster=cp-1=https://10.0.0.1:2380\n    - --listen-client-urls=https://127.0.0.1:2379,https://10.0.0.1:2379\n    - --name=cp-1\n    image: registry.k8s.io/etcd:3.5.9-0\n    name: etcd\n    volumeMounts:\n    - mountPath: /var/lib/etcd\n      name: etcd-data\n  volumes:\n  - hostPath:\n      path: /var/lib/etcd\n      type: DirectoryOrCreate\n    name: etcd-data\n";
-        let manifests = root.join("manifests");
-        std::fs::create_dir_all(&manifests).unwrap();
-        std::fs::write(manifests.join("etcd.yaml"), text).unwrap();
-        std::fs::write(manifests.join("kube-apiserver.yaml"), "kind: Pod\n").unwrap();
+        let pod_dir = root.join("manifests");
+        std::fs::create_dir_all(&pod_dir).unwrap();
+        std::fs::write(pod_dir.join("etcd.yaml"), text).unwrap();
+        std::fs::write(pod_dir.join("kube-apiserver.yaml"), "kind: Pod\n").unwrap();
         plan(
             &Options {
-                manifest: manifests.join("etcd.yaml"),
+                etcd_yaml: pod_dir.join("etcd.yaml"),
                 data_dir: Some(root.join("etcd-restore-x")),
                 cluster_token: None,
                 member_name: None,
@@ -1017,17 +1048,17 @@ mod tests {
     }
 
     #[test]
-    fn a_relative_manifest_gives_absolute_paths_everywhere() {
+    fn a_relative_etcd_yaml_path_gives_absolute_paths_everywhere() {
         // Regression: a relative --manifest printed a rollback into / and a backup dir at
         // /lifeboat-restore-….
         let cwd = std::env::current_dir().unwrap();
         let root = tempfile::tempdir_in(&cwd).unwrap();
         let abs = plan_at(root.path());
-        let rel = abs.manifest.strip_prefix(&cwd).unwrap().to_path_buf();
+        let rel = abs.etcd_yaml.strip_prefix(&cwd).unwrap().to_path_buf();
         assert!(rel.is_relative());
         let p = plan(
             &Options {
-                manifest: rel,
+                etcd_yaml: rel,
                 data_dir: None,
                 cluster_token: None,
                 member_name: None,
@@ -1038,10 +1069,10 @@ mod tests {
             chrono::Utc::now(),
         )
         .unwrap();
-        assert_eq!(p.manifest, abs.manifest);
+        assert_eq!(p.etcd_yaml, abs.etcd_yaml);
         assert_eq!(p.backup_dir.parent(), Some(root.path()));
         let state = NodeState {
-            etcd_live: LiveManifest::Absent,
+            etcd_live: LiveEtcdYaml::Absent,
             etcd_saved: true,
             apiserver_planned: true,
             apiserver_live: false,
@@ -1068,7 +1099,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let p = plan_at(root.path());
         let both = NodeState {
-            etcd_live: LiveManifest::Original,
+            etcd_live: LiveEtcdYaml::Original,
             etcd_saved: false,
             apiserver_planned: true,
             apiserver_live: true,
@@ -1087,16 +1118,16 @@ mod tests {
         assert_eq!(both.rollback_command(&p), None);
 
         let observed = p.observe();
-        assert_eq!(observed.etcd_live, LiveManifest::Original);
+        assert_eq!(observed.etcd_live, LiveEtcdYaml::Original);
         assert!(observed.apiserver_live && !observed.apiserver_saved);
     }
 
     #[test]
-    fn after_the_new_manifest_is_written_the_rollback_overwrites_it_and_a_way_forward_is_shown() {
+    fn after_the_new_etcd_yaml_is_written_the_rollback_overwrites_it_and_a_way_forward_is_shown() {
         let root = tempfile::tempdir().unwrap();
         let p = plan_at(root.path());
         let s = NodeState {
-            etcd_live: LiveManifest::Rewritten,
+            etcd_live: LiveEtcdYaml::Rewritten,
             etcd_saved: true,
             apiserver_planned: true,
             apiserver_live: false,

@@ -47,7 +47,7 @@ pub async fn to_dir(
         });
     }
     let key = store
-        .backup_dir(&manifest.cluster, manifest.kind, manifest.id.as_str())
+        .backup_dir(&manifest.cluster, manifest.kind, &manifest.id)
         .join(manifest.payload.name.as_str());
     let described = store.describe(&key);
     let stream = store.read_stream(&key).await?;
@@ -67,11 +67,11 @@ pub async fn to_dir(
         );
         let _ = io::copy(&mut stored, &mut io::sink());
         let (latch, size, sha) = stored.finish();
-        if let Some(reason) = latch.error {
+        if let Some(source) = latch.error {
             return Err(Error::Download {
                 key: described,
                 received: size,
-                reason,
+                source,
             });
         }
         if size != manifest.payload.stored_size || sha != manifest.payload.stored_sha256 {
@@ -85,22 +85,26 @@ pub async fn to_dir(
         }
         unpacked.map_err(|e| match e {
             Unpack::Io(path, source) => Error::Output { path, source },
-            Unpack::Archive(reason) => Error::Decompress {
-                id: manifest.id.to_string(),
-                reason,
+            Unpack::Archive(source) => Error::Decompress {
+                id: manifest.id.clone(),
+                source,
+            },
+            Unpack::Entry(path, source) => Error::Entry {
+                id: manifest.id.clone(),
+                path,
+                source,
             },
             Unpack::Decrypt(source) => Error::Decode {
-                id: manifest.id.to_string(),
+                id: manifest.id.clone(),
                 source,
             },
         })
     })
     .await
-    .unwrap_or_else(|e| {
-        Err(Error::Download {
+    .unwrap_or_else(|source| {
+        Err(Error::Worker {
             key: key.to_string(),
-            received: 0,
-            reason: e.to_string(),
+            source,
         })
     });
     match result {
@@ -120,13 +124,14 @@ pub async fn to_dir(
 
 enum Unpack {
     Io(PathBuf, io::Error),
-    Archive(String),
+    Archive(io::Error),
+    Entry(String, io::Error),
     Decrypt(crate::encode::Error),
 }
 
 impl From<crate::archive::ReadError> for Unpack {
     fn from(e: crate::archive::ReadError) -> Self {
-        Unpack::Archive(e.to_string())
+        Unpack::Archive(io::Error::other(e))
     }
 }
 
@@ -170,7 +175,7 @@ fn unpack<R: Read>(
                     reason: format!("{path}: {e}"),
                 }));
             }
-            Err(Copy::Read(e)) => return Err(Unpack::Archive(format!("{path}: {e}"))),
+            Err(Copy::Read(e)) => return Err(Unpack::Entry(path, e)),
             Err(Copy::Write(e)) => return Err(Unpack::Io(file, e)),
             Ok(()) => {}
         }

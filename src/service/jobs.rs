@@ -43,7 +43,7 @@ pub(super) async fn backup(svc: &Arc<Service>, plan: Plan) -> Job {
             Box::pin(async move {
                 newest_complete(&svc, &plan)
                     .await
-                    .map_err(|e| format!("cannot list the store: {}", store::chain(&e)))
+                    .map_err(|e| format!("cannot list the store: {}", crate::error::chain(&e)))
             }) as _
         })
     };
@@ -186,7 +186,7 @@ async fn backup_attempt(svc: &Service, plan: &Plan, abort: &CancellationToken) -
         Err(e) => {
             return Outcome::Failed(Failure {
                 stage: e.stage().as_str(),
-                error: store::chain(&e),
+                error: crate::error::chain(&e),
             });
         }
     };
@@ -250,7 +250,7 @@ async fn apply_retention(svc: &Service, plan: &Plan) {
                 .failures
                 .with_label_values(&[labels[0], labels[1], "retention"])
                 .inc();
-            tracing::error!(plan = %plan.name, error = %e, "Retention failed; nothing more was deleted. It runs again after the next backup.");
+            tracing::error!(plan = %plan.name, error = %crate::error::chain(&e), "Retention failed; nothing more was deleted. It runs again after the next backup.");
         }
     }
 }
@@ -287,7 +287,7 @@ async fn init_from_store(svc: &Service, plan: &Plan) {
             }
         }
         Err(e) => {
-            tracing::warn!(plan = %plan.name, error = %e, "Cannot list the store to seed the metrics.")
+            tracing::warn!(plan = %plan.name, error = %crate::error::chain(&e), "Cannot list the store to seed the metrics.")
         }
     }
 }
@@ -319,19 +319,19 @@ async fn drill_attempt(svc: &Service) -> Outcome {
             .as_deref()
             .map(crate::keys::Identities::load)
             .transpose()
-            .map_err(|e| e.to_string())?
+            .map_err(|e| crate::error::chain(&e))?
             .map(Arc::new);
         let bin_dir = crate::drill::find_bin_dir(svc.cfg.drill.etcd_bin_dir.as_deref())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::error::chain(&e))?;
         let manifest = svc
             .store
-            .resolve(cluster, Kind::Etcd, "latest")
+            .resolve(cluster, Kind::Etcd, &store::Selector::Latest)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::error::chain(&e))?;
         let limits = crate::drill::Limits::from_config(&svc.cfg);
         crate::drill::run_with_limits(&svc.store, &manifest, identities, &bin_dir, limits)
             .await
-            .map_err(|e| store::chain(&e))
+            .map_err(|e| crate::error::chain(&e))
     }
     .await;
     match result {

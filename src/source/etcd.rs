@@ -11,10 +11,10 @@ use tokio::time::timeout;
 use url::Url;
 
 use crate::config;
+use crate::error::chain;
 use crate::manifest::{self, BackupId, EtcdSource, Kind};
 use crate::snapshot::{self, TrailerCheck};
 use crate::source::{Closed, Output, Produced, Producer, Started};
-use crate::store::chain;
 
 /// Why the snapshot could not be taken.
 #[derive(Debug, Error)]

@@ -18,10 +18,10 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::archive::TarWriter;
+use crate::error::chain;
 use crate::manifest::{self, BackupId, Kind, ResourcesSource};
 use crate::objects::{self, Object, Refused, ResourceType, Selection, Sink};
 use crate::source::{Closed, Output, Produced, Producer, Started};
-use crate::store::chain;
 
 /// Why the export could not start.
 #[derive(Debug, Error)]

@@ -431,7 +431,7 @@ async fn committed(store: &lifeboat::store::Store, id: &str) -> lifeboat::manife
         }
     }))
     .unwrap();
-    let dir = store.backup_dir("c", m.kind, id);
+    let dir = store.backup_dir("c", m.kind, &m.id);
     store
         .put(
             &dir.join("snapshot.db.zst"),
@@ -457,7 +457,10 @@ async fn delete_removes_the_manifest_before_the_payload() {
     };
     let store = recording(false);
     let m = committed(&store, id).await;
-    let keys = store.delete_backup(&m).await.unwrap();
+    let keys = store
+        .delete_backup(&m.cluster, m.kind, &m.id)
+        .await
+        .unwrap();
     assert_eq!(
         *deleted.lock().unwrap(),
         vec![
@@ -472,7 +475,10 @@ async fn delete_removes_the_manifest_before_the_payload() {
     deleted.lock().unwrap().clear();
     let store = recording(true);
     let m = committed(&store, id).await;
-    let err = store.delete_backup(&m).await.unwrap_err();
+    let err = store
+        .delete_backup(&m.cluster, m.kind, &m.id)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("snapshot.db.zst"), "{err}");
     let listing = store.list("c", m.kind).await.unwrap();
     assert!(listing.complete.is_empty());

@@ -182,7 +182,7 @@ async fn stored(mem: &InMemory, key: &object_store::path::Path) -> Bytes {
 
 fn payload_key(store: &Store, m: &Manifest) -> object_store::path::Path {
     store
-        .backup_dir(&m.cluster, m.kind, m.id.as_str())
+        .backup_dir(&m.cluster, m.kind, &m.id)
         .join(m.payload.name.as_str())
 }
 
@@ -206,7 +206,7 @@ async fn a_run_commits_one_manifest_matching_what_is_stored() {
     let listing = store.list(CLUSTER, Kind::Etcd).await.unwrap();
     assert_eq!(listing.complete, vec![m.clone()], "exactly this manifest");
     assert!(listing.incomplete.is_empty() && listing.unreadable.is_empty());
-    let dir = store.backup_dir(CLUSTER, Kind::Etcd, m.id.as_str());
+    let dir = store.backup_dir(CLUSTER, Kind::Etcd, &m.id);
     assert_eq!(
         keys(&mem).await,
         vec![

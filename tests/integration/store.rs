@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 use lifeboat::manifest::{
     BackupId, Compression, Encryption, FORMAT_VERSION, Kind, MANIFEST_NAME, Manifest, Payload,
 };
-use lifeboat::store::{self, Store};
+use lifeboat::store::{self, Selector, Store};
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use sha2::{Digest, Sha256};
@@ -41,7 +41,7 @@ async fn put_backup(store: &Store, id: &BackupId, payload: &[u8]) -> Manifest {
 
 /// [`put_backup`] for another cluster.
 async fn put_backup_of(store: &Store, cluster: &str, id: &BackupId, payload: &[u8]) -> Manifest {
-    let dir = store.backup_dir(cluster, Kind::Etcd, id.as_str());
+    let dir = store.backup_dir(cluster, Kind::Etcd, id);
     store
         .put(
             &dir.clone().join("snapshot.db.zst"),
@@ -96,13 +96,13 @@ async fn conformance(store: Store, label: &str) {
     // An id directory with anything in it is never used for a new backup.
     let taken = id_at(3600, 0xfeed);
     store
-        .ensure_unused(CLUSTER, Kind::Etcd, taken.as_str())
+        .ensure_unused(CLUSTER, Kind::Etcd, &taken)
         .await
         .unwrap();
     let payload = test_value(7, 2 * 1024 * 1024 + 12345);
     let first = put_backup(&store, &taken, &payload).await;
     let err = store
-        .ensure_unused(CLUSTER, Kind::Etcd, taken.as_str())
+        .ensure_unused(CLUSTER, Kind::Etcd, &taken)
         .await
         .unwrap_err();
     assert!(
@@ -118,7 +118,7 @@ async fn conformance(store: Store, label: &str) {
 
     // Ranged download: parts of the store's part size, delivered in order, whole.
     let key = store
-        .backup_dir(CLUSTER, Kind::Etcd, taken.as_str())
+        .backup_dir(CLUSTER, Kind::Etcd, &taken)
         .join("snapshot.db.zst");
     let parts: Vec<Bytes> = store
         .read_stream(&key)
@@ -137,7 +137,7 @@ async fn conformance(store: Store, label: &str) {
     // A manifest copied into another (newer) directory describes another backup: unreadable,
     // and `latest` refuses instead of stepping over it.
     let newer = id_at(1800, 0xbeef);
-    let newer_dir = store.backup_dir(CLUSTER, Kind::Etcd, newer.as_str());
+    let newer_dir = store.backup_dir(CLUSTER, Kind::Etcd, &newer);
     store
         .put(
             &newer_dir.clone().join(MANIFEST_NAME),
@@ -154,7 +154,7 @@ async fn conformance(store: Store, label: &str) {
         listing.unreadable
     );
     let err = store
-        .resolve(CLUSTER, Kind::Etcd, "latest")
+        .resolve(CLUSTER, Kind::Etcd, &Selector::Latest)
         .await
         .unwrap_err();
     let text = err.to_string();
@@ -165,7 +165,7 @@ async fn conformance(store: Store, label: &str) {
     );
     // By id, the lying manifest is refused as well.
     let err = store
-        .resolve(CLUSTER, Kind::Etcd, newer.as_str())
+        .resolve(CLUSTER, Kind::Etcd, &Selector::Id(newer.clone()))
         .await
         .unwrap_err();
     assert!(
@@ -178,7 +178,7 @@ async fn conformance(store: Store, label: &str) {
     store
         .put(
             &store
-                .backup_dir(CLUSTER, Kind::Etcd, huge.as_str())
+                .backup_dir(CLUSTER, Kind::Etcd, &huge)
                 .join(MANIFEST_NAME),
             Bytes::from(vec![b' '; 2 << 20]),
         )

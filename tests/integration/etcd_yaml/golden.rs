@@ -1,7 +1,7 @@
 //! Golden files: each fixture's rewritten text, diff and change list are checked byte for byte.
 //! Set LIFEBOAT_BLESS=1 to write the expected files after a deliberate change, then review them.
 
-use lifeboat::restore::manifest_rewrite::{ClusterMember, EtcdManifest, rewrite};
+use lifeboat::restore::etcd_yaml::{ClusterMember, EtcdYaml, rewrite};
 
 use super::support::{FIXTURES, NEW_DIR, TOKEN, fixture, fixture_path, golden_request};
 
@@ -46,7 +46,7 @@ fn golden_outputs_are_fixed_points() {
 #[test]
 fn golden_outputs_read_back_as_restored() {
     for name in FIXTURES {
-        let m = EtcdManifest::parse(&fixture(&format!("{name}.rewritten.yaml"))).unwrap();
+        let m = EtcdYaml::parse(&fixture(&format!("{name}.rewritten.yaml"))).unwrap();
         assert_eq!(m.data_volume.host_path, NEW_DIR, "{name}");
         assert_eq!(m.data_volume.host_data_dir, NEW_DIR, "{name}");
         assert_eq!(m.data_dir, m.data_volume.mount_path, "{name}");
@@ -60,7 +60,7 @@ fn golden_outputs_read_back_as_restored() {
 
 #[test]
 fn parse_reads_each_fixture() {
-    let single = EtcdManifest::parse(&fixture("kubeadm-single.yaml")).unwrap();
+    let single = EtcdYaml::parse(&fixture("kubeadm-single.yaml")).unwrap();
     assert_eq!(single.name, "cp-1");
     assert_eq!(single.initial_cluster_state, None);
     assert_eq!(
@@ -70,7 +70,7 @@ fn parse_reads_each_fixture() {
     assert_eq!(single.advertise_client_urls, "https://10.0.0.11:2379");
     assert_eq!(single.initial_advertise_peer_urls, "https://10.0.0.11:2380");
 
-    let ha = EtcdManifest::parse(&fixture("kubeadm-ha-member.yaml")).unwrap();
+    let ha = EtcdYaml::parse(&fixture("kubeadm-ha-member.yaml")).unwrap();
     assert_eq!(ha.name, "cp-3");
     assert_eq!(ha.initial_cluster_state.as_deref(), Some("existing"));
     let members = ha.initial_cluster_members().unwrap();
@@ -83,16 +83,16 @@ fn parse_reads_each_fixture() {
         }
     );
 
-    let minikube = EtcdManifest::parse(&fixture("minikube.yaml")).unwrap();
+    let minikube = EtcdYaml::parse(&fixture("minikube.yaml")).unwrap();
     assert_eq!(minikube.data_dir, "/var/lib/minikube/etcd");
     assert_eq!(minikube.data_volume.host_path, "/var/lib/minikube/etcd");
 
-    let args = EtcdManifest::parse(&fixture("flags-in-args.yaml")).unwrap();
+    let args = EtcdYaml::parse(&fixture("flags-in-args.yaml")).unwrap();
     assert_eq!(args.initial_cluster_token.as_deref(), Some("etcd-prod-eu1"));
     assert_eq!(args.data_volume.mount_path, "/var/lib/etcd");
     assert_eq!(args.data_volume.host_data_dir, "/mnt/nvme0/etcd");
 
-    let split = EtcdManifest::parse(&fixture("split-flags.yaml")).unwrap();
+    let split = EtcdYaml::parse(&fixture("split-flags.yaml")).unwrap();
     assert_eq!(split.name, "cp-b");
     assert_eq!(split.data_dir, "/var/lib/etcd");
     assert_eq!(split.initial_cluster_members().unwrap().len(), 3);

@@ -1,4 +1,4 @@
-//! The etcd.yaml rewrite of the guided restore: golden files for real-world kubeadm manifests and
+//! The etcd.yaml rewrite of the guided restore: golden files for real-world kubeadm etcd.yaml files and
 //! property tests on random variations of them.
 
 mod golden;

@@ -2,7 +2,7 @@
 //! quoting, unrelated flags, CRLF). The rewrite must change only the intended fields, leave every
 //! other line byte-identical, and do nothing the second time.
 
-use lifeboat::restore::manifest_rewrite::{EtcdManifest, Rewrite, rewrite};
+use lifeboat::restore::etcd_yaml::{EtcdYaml, Rewrite, rewrite};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -169,7 +169,7 @@ fn varied_fixture() -> impl Strategy<Value = (String, String)> {
 }
 
 /// The lines of `after` with the inserted token lines taken out.
-fn without_inserted_lines<'a>(before: &EtcdManifest, after: &'a str) -> Vec<&'a str> {
+fn without_inserted_lines<'a>(before: &EtcdYaml, after: &'a str) -> Vec<&'a str> {
     let mut lines: Vec<&str> = after.split_inclusive('\n').collect();
     if before.initial_cluster_token.is_none() {
         let at = lines
@@ -193,7 +193,7 @@ proptest! {
         (name, text) in varied_fixture(),
         req in request(),
     ) {
-        let before = EtcdManifest::parse(&text).unwrap();
+        let before = EtcdYaml::parse(&text).unwrap();
         let out = rewrite(&text, &req).unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
 
         // Re-parses, and nothing but the intended fields differs.
@@ -204,7 +204,7 @@ proptest! {
         );
 
         // The intended fields hold the intended values.
-        let after = EtcdManifest::parse(&out.text).unwrap();
+        let after = EtcdYaml::parse(&out.text).unwrap();
         let mirrored = before.data_volume.mount_path == before.data_volume.host_path;
         let mount = if mirrored { req.data_dir.clone() } else { before.data_volume.mount_path.clone() };
         prop_assert_eq!(&after.data_volume.host_path, &req.data_dir);
@@ -251,7 +251,7 @@ proptest! {
         (_name, text) in varied_fixture(),
         req in request(),
     ) {
-        let before = EtcdManifest::parse(&text).unwrap();
+        let before = EtcdYaml::parse(&text).unwrap();
         prop_assume!(before.initial_cluster_token.is_none());
         let out = rewrite(&text, &req).unwrap();
         let mut doc = to_value(&out.text);

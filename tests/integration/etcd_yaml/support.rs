@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use lifeboat::restore::manifest_rewrite::Rewrite;
+use lifeboat::restore::etcd_yaml::Rewrite;
 
-/// The input manifests under tests/fixtures/etcd-yaml/, without the `.yaml` suffix.
+/// The input etcd.yaml files under tests/fixtures/etcd-yaml/, without the `.yaml` suffix.
 pub const FIXTURES: &[&str] = &[
     "kubeadm-single",
     "kubeadm-ha-member",
