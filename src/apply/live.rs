@@ -270,8 +270,7 @@ pub async fn apply(
             }
         }
     }
-    let mut phases: BTreeMap<Phase, Vec<(String, ObjectRef, Value, Vec<Removed>)>> =
-        BTreeMap::new();
+    let mut phases: BTreeMap<Phase, Vec<Planned>> = BTreeMap::new();
     for (resource, value) in selected {
         let r = ObjectRef::of(&value).expect("selected objects have a reference");
         match decide(
@@ -392,10 +391,16 @@ fn selected_by_path(selection: &Selection, path: &str) -> bool {
         && (selection.resources.is_empty() || selection.resources.contains(&resource))
 }
 
+/// An object to apply: its resource key, who it is, what is sent, and what was removed.
+type Planned = (String, ObjectRef, Value, Vec<Removed>);
+
+/// A kind's resource and whether it is namespaced, or why the API server does not serve it.
+type Resolved = Result<(ApiResource, bool), String>;
+
 /// Finds the resource (plural, scope) of each kind, asking the API server once per kind.
 struct Resolver {
     client: kube::Client,
-    known: HashMap<(String, String, String), Result<(ApiResource, bool), String>>,
+    known: HashMap<(String, String, String), Resolved>,
 }
 
 impl Resolver {
@@ -424,7 +429,7 @@ impl Resolver {
             Ok((ar, caps)) => Ok((ar, caps.scope == Scope::Namespaced)),
             Err(e) => Err(format!(
                 "the API server does not serve {kind} in {api_version} ({}); restore its CustomResourceDefinition or the API service that provides it first",
-                crate::store::chain(&e)
+                crate::error::chain(&e)
             )),
         };
         self.known.insert(key, found.clone());
@@ -514,7 +519,7 @@ async fn apply_one(resolver: &mut Resolver, object: &Value, request: &Request) -
 fn api_reason(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
-        other => crate::store::chain(other),
+        other => crate::error::chain(other),
     }
 }
 

@@ -72,7 +72,7 @@ pub async fn run(config: &Path, output: Output, args: ResourcesArgs) -> anyhow::
         .resolve(
             &cfg.cluster,
             lifeboat::manifest::Kind::Resources,
-            args.backup.which(),
+            &args.backup.selector()?,
         )
         .await?;
     let (client, api_server) = lifeboat::kube::client_with_url(&cfg.kubernetes).await?;

@@ -79,7 +79,7 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
     )?;
     let store = super::open_store(&cfg)?;
     let older = store
-        .resolve(&cfg.cluster, Kind::Resources, &args.backup)
+        .resolve(&cfg.cluster, Kind::Resources, &args.backup.parse()?)
         .await?;
     let mut not_compared = Vec::new();
     let mut unreadable = HashSet::new();
@@ -94,7 +94,9 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
     .await?;
     let (newer_label, newer_objects) = match &args.against {
         Some(which) => {
-            let newer = store.resolve(&cfg.cluster, Kind::Resources, which).await?;
+            let newer = store
+                .resolve(&cfg.cluster, Kind::Resources, &which.parse()?)
+                .await?;
             if newer.id == older.id {
                 bail!(
                     "--backup and --against both name {}: give two different exports",

@@ -46,25 +46,48 @@ pub async fn to_dir(
             path: dir.to_path_buf(),
         });
     }
+    let dir = dir.to_path_buf();
+    let partial = super::fetch::partial_path(&dir);
+    let work = partial.clone();
+    let plain_limit = manifest.payload.plain_size;
+    let result = read_verified(store, manifest, move |stored| {
+        unpack(stored, plain_limit, &work, identities.as_deref(), &filter)
+    })
+    .await;
+    match result {
+        Ok(report) => {
+            std::fs::rename(&partial, &dir).map_err(|source| Error::Output {
+                path: dir.clone(),
+                source,
+            })?;
+            Ok(report)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&partial);
+            Err(e)
+        }
+    }
+}
+
+/// Downloads the payload of `manifest`, hands the stream to `read` on a blocking thread, and
+/// checks the whole download against the manifest's size and sha256 afterwards (reading what
+/// `read` left). `read`'s result counts only when the download checked out, so nothing built
+/// from a damaged backup is used.
+async fn read_verified<T: Send + 'static>(
+    store: &Store,
+    manifest: &Manifest,
+    read: impl FnOnce(&mut dyn Read) -> Result<T, Unpack> + Send + 'static,
+) -> Result<T, Error> {
     let key = store
         .backup_dir(&manifest.cluster, manifest.kind, &manifest.id)
         .join(manifest.payload.name.as_str());
     let described = store.describe(&key);
     let stream = store.read_stream(&key).await?;
     let manifest = manifest.clone();
-    let dir = dir.to_path_buf();
-    let partial = super::fetch::partial_path(&dir);
-    let work = partial.clone();
-    let result = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let reader = Latch::new(SyncIoBridge::new(StreamReader::new(stream)), Arc::default());
         let mut stored = Hashing::new(reader);
-        let unpacked = unpack(
-            &mut stored,
-            manifest.payload.plain_size,
-            &work,
-            identities.as_deref(),
-            &filter,
-        );
+        let result = read(&mut stored);
         let _ = io::copy(&mut stored, &mut io::sink());
         let (latch, size, sha) = stored.finish();
         if let Some(source) = latch.error {
@@ -83,7 +106,7 @@ pub async fn to_dir(
                 actual_sha256: sha,
             });
         }
-        unpacked.map_err(|e| match e {
+        result.map_err(|e| match e {
             Unpack::Io(path, source) => Error::Output { path, source },
             Unpack::Archive(source) => Error::Decompress {
                 id: manifest.id.clone(),
@@ -106,20 +129,7 @@ pub async fn to_dir(
             key: key.to_string(),
             source,
         })
-    });
-    match result {
-        Ok(report) => {
-            std::fs::rename(&partial, &dir).map_err(|source| Error::Output {
-                path: dir.clone(),
-                source,
-            })?;
-            Ok(report)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&partial);
-            Err(e)
-        }
-    }
+    })
 }
 
 enum Unpack {
@@ -304,6 +314,105 @@ impl Sink for DirSink {
     }
 }
 
+/// The most one object's YAML may take in memory: the API server's own limit is 1.5 MiB (etcd's
+/// request size); anything far beyond that is not an object.
+const MAX_OBJECT_BYTES: u64 = 16 << 20;
+
+/// Reads every object of the export of `manifest` into memory, decrypting encrypted ones with
+/// `identities` (without them they come back as [`Input::Encrypted`]), for a sink that needs
+/// them all before it starts (apply orders them; diff compares them). Nothing is returned
+/// unless the whole download matched the manifest's size and sha256, so nothing is applied
+/// from a damaged backup.
+pub async fn objects(
+    store: &Store,
+    manifest: &Manifest,
+    identities: Option<Arc<Identities>>,
+    filter: Filter,
+) -> Result<Vec<Input>, Error> {
+    let plain_limit = manifest.payload.plain_size;
+    read_verified(store, manifest, move |stored| {
+        let mut inputs = Vec::new();
+        crate::archive::read_entries(stored, plain_limit, |entry| -> Result<(), Unpack> {
+            let path = entry.path;
+            if path == "index.json" || !filter.accepts_path(&path) {
+                return Ok(());
+            }
+            inputs.push(read_object(path, entry.data, identities.as_deref())?);
+            Ok(())
+        })?;
+        Ok(inputs)
+    })
+    .await
+}
+
+/// One archive entry as an object. A wrong identity fails the whole read (every Secret would
+/// fail the same way); YAML that does not parse fails only this object.
+fn read_object(
+    path: String,
+    data: &mut dyn Read,
+    identities: Option<&Identities>,
+) -> Result<Input, Unpack> {
+    let encrypted = path.ends_with(".yaml.age");
+    let mut bytes = Vec::new();
+    match (encrypted, identities) {
+        (true, None) => return Ok(Input::Encrypted { path }),
+        (true, Some(ids)) => {
+            let plain = crate::encode::decoder_plain(data, ids).map_err(Unpack::Decrypt)?;
+            plain
+                .take(MAX_OBJECT_BYTES)
+                .read_to_end(&mut bytes)
+                .map_err(|e| {
+                    Unpack::Decrypt(crate::encode::Error::Decrypt {
+                        reason: format!("{path}: {e}"),
+                    })
+                })?;
+        }
+        (false, _) => {
+            data.take(MAX_OBJECT_BYTES)
+                .read_to_end(&mut bytes)
+                .map_err(|e| Unpack::Entry(path.clone(), e))?;
+        }
+    }
+    let value: serde_json::Value = match std::str::from_utf8(&bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|text| serde_saphyr::from_str(text).map_err(|e| e.to_string()))
+    {
+        Ok(v) => v,
+        Err(reason) => return Ok(Input::Unreadable { path, reason }),
+    };
+    let Some((namespace, _)) = crate::objects::resource_of(&path) else {
+        return Ok(Input::Unreadable {
+            path,
+            reason: "not an object's path".into(),
+        });
+    };
+    let parts: Vec<&str> = path.split('/').collect();
+    let (group, plural) = match parts.as_slice() {
+        ["namespaces", _, g, p, _] | ["cluster", g, p, _] => (*g, *p),
+        _ => unreachable!("resource_of accepted the path"),
+    };
+    let api_version = value["apiVersion"].as_str().unwrap_or_default();
+    let version = api_version.rsplit('/').next().unwrap_or_default();
+    let resource = Arc::new(crate::objects::ResourceType {
+        group: if group == crate::objects::CORE_DIR {
+            String::new()
+        } else {
+            group.to_string()
+        },
+        version: version.to_string(),
+        kind: value["kind"].as_str().unwrap_or_default().to_string(),
+        plural: plural.to_string(),
+        namespaced: namespace.is_some(),
+    });
+    if resource.version.is_empty() || resource.kind.is_empty() {
+        return Ok(Input::Unreadable {
+            path,
+            reason: "it has no apiVersion or kind".into(),
+        });
+    }
+    Ok(Input::Object(crate::objects::Object::new(resource, value)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,150 +466,4 @@ mod tests {
             Err(Error::OutputExists { .. })
         ));
     }
-}
-
-/// The most one object's YAML may take in memory: the API server's own limit is 1.5 MiB (etcd's
-/// request size); anything far beyond that is not an object.
-const MAX_OBJECT_BYTES: u64 = 16 << 20;
-
-/// Reads every object of the export of `manifest` into memory, decrypting encrypted ones with
-/// `identities` (without them they come back as [`Input::Encrypted`]), for a sink that needs
-/// them all before it starts (apply orders them; diff compares them). Nothing is returned
-/// unless the whole download matched the manifest's size and sha256, so nothing is applied
-/// from a damaged backup.
-pub async fn objects(
-    store: &Store,
-    manifest: &Manifest,
-    identities: Option<Arc<Identities>>,
-    filter: Filter,
-) -> Result<Vec<Input>, Error> {
-    let key = store
-        .backup_dir(&manifest.cluster, manifest.kind, manifest.id.as_str())
-        .join(manifest.payload.name.as_str());
-    let described = store.describe(&key);
-    let stream = store.read_stream(&key).await?;
-    let manifest = manifest.clone();
-    tokio::task::spawn_blocking(move || {
-        let reader = Latch::new(SyncIoBridge::new(StreamReader::new(stream)), Arc::default());
-        let mut stored = Hashing::new(reader);
-        let mut inputs = Vec::new();
-        let read = crate::archive::read_entries(
-            &mut stored,
-            manifest.payload.plain_size,
-            |entry| -> Result<(), Unpack> {
-                let path = entry.path;
-                if path == "index.json" || !filter.accepts_path(&path) {
-                    return Ok(());
-                }
-                inputs.push(read_object(path, entry.data, identities.as_deref())?);
-                Ok(())
-            },
-        );
-        let _ = io::copy(&mut stored, &mut io::sink());
-        let (latch, size, sha) = stored.finish();
-        if let Some(reason) = latch.error {
-            return Err(Error::Download {
-                key: described,
-                received: size,
-                reason,
-            });
-        }
-        if size != manifest.payload.stored_size || sha != manifest.payload.stored_sha256 {
-            return Err(Error::Damaged {
-                key: described,
-                expected_size: manifest.payload.stored_size,
-                actual_size: size,
-                expected_sha256: manifest.payload.stored_sha256.clone(),
-                actual_sha256: sha,
-            });
-        }
-        read.map_err(|e| match e {
-            Unpack::Io(path, source) => Error::Output { path, source },
-            Unpack::Archive(reason) => Error::Decompress {
-                id: manifest.id.to_string(),
-                reason,
-            },
-            Unpack::Decrypt(source) => Error::Decode {
-                id: manifest.id.to_string(),
-                source,
-            },
-        })?;
-        Ok(inputs)
-    })
-    .await
-    .unwrap_or_else(|e| {
-        Err(Error::Download {
-            key: key.to_string(),
-            received: 0,
-            reason: e.to_string(),
-        })
-    })
-}
-
-/// One archive entry as an object. A wrong identity fails the whole read (every Secret would
-/// fail the same way); YAML that does not parse fails only this object.
-fn read_object(
-    path: String,
-    data: &mut dyn Read,
-    identities: Option<&Identities>,
-) -> Result<Input, Unpack> {
-    let encrypted = path.ends_with(".yaml.age");
-    let mut bytes = Vec::new();
-    match (encrypted, identities) {
-        (true, None) => return Ok(Input::Encrypted { path }),
-        (true, Some(ids)) => {
-            let plain = crate::encode::decoder_plain(data, ids).map_err(Unpack::Decrypt)?;
-            plain
-                .take(MAX_OBJECT_BYTES)
-                .read_to_end(&mut bytes)
-                .map_err(|e| {
-                    Unpack::Decrypt(crate::encode::Error::Decrypt {
-                        reason: format!("{path}: {e}"),
-                    })
-                })?;
-        }
-        (false, _) => {
-            data.take(MAX_OBJECT_BYTES)
-                .read_to_end(&mut bytes)
-                .map_err(|e| Unpack::Archive(format!("{path}: {e}")))?;
-        }
-    }
-    let value: serde_json::Value = match std::str::from_utf8(&bytes)
-        .map_err(|e| e.to_string())
-        .and_then(|text| serde_saphyr::from_str(text).map_err(|e| e.to_string()))
-    {
-        Ok(v) => v,
-        Err(reason) => return Ok(Input::Unreadable { path, reason }),
-    };
-    let Some((namespace, _)) = crate::objects::resource_of(&path) else {
-        return Ok(Input::Unreadable {
-            path,
-            reason: "not an object's path".into(),
-        });
-    };
-    let parts: Vec<&str> = path.split('/').collect();
-    let (group, plural) = match parts.as_slice() {
-        ["namespaces", _, g, p, _] | ["cluster", g, p, _] => (*g, *p),
-        _ => unreachable!("resource_of accepted the path"),
-    };
-    let api_version = value["apiVersion"].as_str().unwrap_or_default();
-    let version = api_version.rsplit('/').next().unwrap_or_default();
-    let resource = Arc::new(crate::objects::ResourceType {
-        group: if group == crate::objects::CORE_DIR {
-            String::new()
-        } else {
-            group.to_string()
-        },
-        version: version.to_string(),
-        kind: value["kind"].as_str().unwrap_or_default().to_string(),
-        plural: plural.to_string(),
-        namespaced: namespace.is_some(),
-    });
-    if resource.version.is_empty() || resource.kind.is_empty() {
-        return Ok(Input::Unreadable {
-            path,
-            reason: "it has no apiVersion or kind".into(),
-        });
-    }
-    Ok(Input::Object(crate::objects::Object::new(resource, value)))
 }
