@@ -421,3 +421,39 @@ fn kubectl_create_delete_and_errors() {
             .all(|l| l != "namespace/team")
     );
 }
+
+/// `restore resources --apply` waits for a restored CRD's Established condition before its
+/// custom resources: the real kubectl must read the condition the way lifeboat does, and a
+/// server-side-applied CRD must serve its resource at once.
+#[test]
+fn kubectl_sees_a_server_side_applied_crd_established_and_serving() {
+    let api = KubeApi::start(Seed::Empty);
+    let Some(k) = Kubectl::for_server(&api) else {
+        return;
+    };
+    let crd = k.write(
+        "crd.yaml",
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: gadgets.example.org\nspec:\n  group: example.org\n  scope: Namespaced\n  names:\n    plural: gadgets\n    singular: gadget\n    kind: Gadget\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n",
+    );
+    let out = k.ok(&["apply", "--server-side", "-f", crd.to_str().unwrap()]);
+    assert!(out.contains("serverside-applied"), "{out}");
+    let established = k.ok(&[
+        "get",
+        "crd",
+        "gadgets.example.org",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+    ]);
+    assert_eq!(established.trim(), "True");
+    let gadget = k.write(
+        "gadget.yaml",
+        "apiVersion: example.org/v1\nkind: Gadget\nmetadata:\n  name: g1\n  namespace: default\nspec:\n  size: 3\n",
+    );
+    let out = k.ok(&["apply", "--server-side", "-f", gadget.to_str().unwrap()]);
+    assert!(
+        out.contains("gadget.example.org/g1 serverside-applied"),
+        "{out}"
+    );
+    let listed = k.ok(&["get", "gadgets", "-n", "default", "-o", "name"]);
+    assert_eq!(listed.trim(), "gadget.example.org/g1");
+}
