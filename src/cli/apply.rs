@@ -58,7 +58,7 @@ pub async fn run(config: &Path, output: Output, args: ResourcesArgs) -> anyhow::
             &args.name,
             args.selector.as_deref(),
         )?,
-        skip_resources: Vec::new(),
+        skip_resources: cfg.resources.restore_skip_resources.clone(),
         mapping: NamespaceMapping::parse(&args.namespace_mapping).map_err(anyhow::Error::msg)?,
         existing: match args.existing {
             ExistingArg::Skip => Existing::Skip,

@@ -97,6 +97,8 @@ pub struct Resources {
     pub encrypt_resources: Vec<String>,
     /// Objects per LIST page, 1 to 10000.
     pub page_size: u32,
+    /// Resource keys `restore resources --apply` never applies.
+    pub restore_skip_resources: Vec<String>,
 }
 
 impl Default for Resources {
@@ -109,6 +111,7 @@ impl Default for Resources {
             exclude_resources: r.exclude_resources,
             encrypt_resources: r.encrypt_resources,
             page_size: r.page_size,
+            restore_skip_resources: r.restore_skip_resources,
         }
     }
 }

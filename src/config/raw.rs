@@ -86,6 +86,12 @@ pub(super) struct RawResources {
     #[serde(default = "default_page_size")]
     #[schemars(range(min = 1, max = 10000))]
     pub page_size: u32,
+    /// Resources that `restore resources --apply` never applies, same syntax as
+    /// `include_resources` (e.g. `certificaterequests.cert-manager.io`, recreated by their
+    /// controller). Default: none; the apply's own skips (Endpoints, Events, Leases, owned
+    /// objects, ...) apply anyway.
+    #[serde(default)]
+    pub restore_skip_resources: Vec<String>,
 }
 
 impl Default for RawResources {
@@ -97,6 +103,7 @@ impl Default for RawResources {
             exclude_resources: default_exclude_resources(),
             encrypt_resources: default_encrypt_resources(),
             page_size: default_page_size(),
+            restore_skip_resources: vec![],
         }
     }
 }

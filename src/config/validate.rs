@@ -90,6 +90,7 @@ impl Validator<'_> {
             exclude_resources: raw_resources.exclude_resources,
             encrypt_resources: raw_resources.encrypt_resources,
             page_size: raw_resources.page_size,
+            restore_skip_resources: raw_resources.restore_skip_resources,
         };
         let server = self.server(raw.server.unwrap_or_default())?;
         let leader_election = self.leader_election(raw.leader_election.unwrap_or_default())?;

@@ -175,7 +175,12 @@ async fn a_fresh_cluster_gets_the_crd_and_its_custom_resources_in_one_run() {
             )
             .is_none()
     );
-    let target = exporter(&fresh, store.path(), "");
+    // The target's config never restores Services.
+    let target = exporter(
+        &fresh,
+        store.path(),
+        "  restore_skip_resources: [services]\n",
+    );
     let out = target.ok(&[
         "restore",
         "resources",
@@ -200,6 +205,11 @@ async fn a_fresh_cluster_gets_the_crd_and_its_custom_resources_in_one_run() {
             "{resource}:\n{out}"
         );
     }
+    assert_eq!(fresh.count("services"), 0, "{out}");
+    assert!(
+        out.contains("skipped: services is in the skip list"),
+        "{out}"
+    );
     // Leases are held by running components, so they are not restored.
     assert_eq!(fresh.count("leases.coordination.k8s.io"), 0, "{out}");
     assert!(
