@@ -47,7 +47,7 @@ pub enum Error {
     #[error(transparent)]
     Kube(#[from] crate::source::kube::Error),
     #[error(transparent)]
-    KubeClient(#[from] crate::kube::Error),
+    KubeClient(#[from] crate::kubernetes::Error),
     #[error(transparent)]
     Encode(#[from] crate::encode::Error),
     #[error(transparent)]

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::Plan;
 use crate::manifest::BackupId;
-use crate::retention::{
+use crate::policy::retention::{
     self, Action, Decision, IncompleteEntry, ListedBackup, RetentionPolicy, SweepAction,
     SweepListing, SweepVerdict,
 };

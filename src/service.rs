@@ -12,7 +12,10 @@
 //! of the next, so a later stage also ends whatever an earlier one missed: scheduling, then the
 //! runs (after the grace period), then the elector, then the HTTP server and the checks.
 
+pub mod http;
 mod jobs;
+pub mod leader;
+pub mod metrics;
 pub mod runner;
 pub mod timer;
 
@@ -25,11 +28,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::leader::{Elector, Role, Term};
 use crate::manifest::Kind;
-use crate::metrics::Metrics;
-use crate::server::{self, Readiness};
 use crate::store::{self, Store};
+use http::Readiness;
+use leader::{Elector, Role, Term};
+use metrics::Metrics;
 use runner::Runner;
 use timer::{SystemClock, WallClock};
 
@@ -48,7 +51,7 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Kube(#[from] crate::kube::Error),
+    Kube(#[from] crate::kubernetes::Error),
     #[error(transparent)]
     Store(#[from] store::Error),
 }
@@ -75,7 +78,7 @@ pub async fn run(
         clock: Arc::new(SystemClock),
     });
     let cfg = &svc.cfg;
-    let listener = server::bind(cfg.server.listen)
+    let listener = http::bind(cfg.server.listen)
         .await
         .map_err(|source| Error::Listen {
             addr: cfg.server.listen,
@@ -99,9 +102,9 @@ pub async fn run(
         store: None,
         role_known: false,
     });
-    tasks.spawn(server::serve(
+    tasks.spawn(http::serve(
         listener,
-        Arc::new(server::State {
+        Arc::new(http::State {
             metrics: svc.metrics.clone(),
             readiness: ready_rx,
         }),
@@ -121,7 +124,7 @@ pub async fn run(
             (None, Some(role_tx))
         }
         Some(le) => {
-            let client = crate::kube::client(&cfg.kubernetes).await?;
+            let client = crate::kubernetes::client(&cfg.kubernetes).await?;
             let elector = Elector::new(client, le.clone()).run(role_tx, stop_elector.clone());
             (Some(tasks.spawn(elector)), None)
         }

@@ -147,7 +147,7 @@ pub async fn resources_with_progress(
         }
     };
     store.preflight(&cfg.cluster, Kind::Resources).await?;
-    let (client, api_server) = crate::kube::client_with_url(&cfg.kubernetes).await?;
+    let (client, api_server) = crate::kubernetes::client_with_url(&cfg.kubernetes).await?;
     let selection = Selection::from(&cfg.resources);
     let discovered = source::kube::discover(&client, &selection).await?;
     let export = source::kube::Export {

@@ -75,7 +75,7 @@ pub async fn run(config: &Path, output: Output, args: ResourcesArgs) -> anyhow::
             &args.backup.selector()?,
         )
         .await?;
-    let (client, api_server) = lifeboat::kube::client_with_url(&cfg.kubernetes).await?;
+    let (client, api_server) = lifeboat::kubernetes::client_with_url(&cfg.kubernetes).await?;
     eprintln!(
         "Reading backup {} (taken {}) and verifying it before anything is applied.",
         manifest.id,

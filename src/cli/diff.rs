@@ -115,7 +115,8 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
             (newer.id.to_string(), objects)
         }
         None => {
-            let (client, api_server) = lifeboat::kube::client_with_url(&cfg.kubernetes).await?;
+            let (client, api_server) =
+                lifeboat::kubernetes::client_with_url(&cfg.kubernetes).await?;
             let config_selection = lifeboat::objects::Selection::from(&cfg.resources);
             let (objects, errors) = lifeboat::source::kube::list_all(
                 &client,

@@ -70,7 +70,7 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
         let sweeps = report
             .sweep
             .iter()
-            .filter(|v| v.action == lifeboat::retention::SweepAction::Sweep)
+            .filter(|v| v.action == lifeboat::policy::retention::SweepAction::Sweep)
             .count();
         let remaining = report.remaining - if args.dry_run { deletions } else { 0 };
         let partials: Vec<VerdictJson> = report

@@ -15,7 +15,7 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     let cfg = super::load_config(config)?;
     let shutdown = CancellationToken::new();
     tokio::spawn(super::backup::cancel_on_signal(shutdown.clone()));
-    let metrics = Arc::new(lifeboat::metrics::Metrics::new());
+    let metrics = Arc::new(lifeboat::service::metrics::Metrics::new());
     lifeboat::service::run(cfg, metrics, shutdown).await?;
     Ok(())
 }

@@ -120,7 +120,7 @@ impl Default for Resources {
 #[derive(Debug, Clone, Default)]
 pub struct Drill {
     /// When the service drills, if at all.
-    pub schedule: Option<crate::plan::Schedule>,
+    pub schedule: Option<crate::policy::schedule::Schedule>,
     /// Identity file for decrypting (checked private at load).
     pub identity_file: Option<PathBuf>,
     /// Directory with etcd and etcdutl; `None`: found on PATH.
@@ -135,9 +135,9 @@ pub struct Plan {
     /// The kind of backup it takes.
     pub kind: crate::manifest::Kind,
     /// When it runs.
-    pub schedule: crate::plan::Schedule,
+    pub schedule: crate::policy::schedule::Schedule,
     /// What retention keeps; `None` keeps everything.
-    pub retention: Option<crate::retention::RetentionPolicy>,
+    pub retention: Option<crate::policy::retention::RetentionPolicy>,
     /// How often a failed run is retried before it counts as failed.
     pub retries: u32,
     /// Wait before the first retry; doubles for each further one.

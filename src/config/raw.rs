@@ -167,8 +167,8 @@ pub(super) struct RawPlan {
     /// Which complete backups to keep after each successful run (restic `forget` semantics;
     /// max_age caps everything; the newest complete backup is never deleted). Default: no
     /// retention, nothing is ever deleted.
-    #[schemars(with = "Option<crate::retention::RetentionPolicy>")]
-    pub retention: Option<Spanned<crate::retention::RetentionPolicy>>,
+    #[schemars(with = "Option<crate::policy::retention::RetentionPolicy>")]
+    pub retention: Option<Spanned<crate::policy::retention::RetentionPolicy>>,
     /// Retries of a failed run before it counts as failed. Default: 2.
     #[serde(default = "default_retries")]
     pub retries: u32,

@@ -149,7 +149,7 @@ impl Validator<'_> {
                     .map(|z| z.value.as_str())
                     .unwrap_or("UTC");
                 Some(
-                    crate::plan::Schedule::parse(&p.cron.value, zone).map_err(|e| {
+                    crate::policy::schedule::Schedule::parse(&p.cron.value, zone).map_err(|e| {
                         self.invalid(&p.cron, "schedules.drill.cron", e.to_string())
                     })?,
                 )
@@ -198,25 +198,28 @@ impl Validator<'_> {
             .as_ref()
             .map(|z| z.value.as_str())
             .unwrap_or("UTC");
-        let schedule = crate::plan::Schedule::parse(&raw.cron.value, zone).map_err(|e| {
-            let at = match (&e, &raw.time_zone) {
-                (crate::plan::Error::UnknownTimeZone { .. }, Some(z)) => {
-                    (z.referenced.line(), z.referenced.column())
+        let schedule =
+            crate::policy::schedule::Schedule::parse(&raw.cron.value, zone).map_err(|e| {
+                let at = match (&e, &raw.time_zone) {
+                    (crate::policy::schedule::Error::UnknownTimeZone { .. }, Some(z)) => {
+                        (z.referenced.line(), z.referenced.column())
+                    }
+                    _ => (raw.cron.referenced.line(), raw.cron.referenced.column()),
+                };
+                Error::Invalid {
+                    path: self.path.to_path_buf(),
+                    line: at.0.max(1),
+                    column: at.1.max(1),
+                    field: field(
+                        if matches!(e, crate::policy::schedule::Error::UnknownTimeZone { .. }) {
+                            "time_zone"
+                        } else {
+                            "cron"
+                        },
+                    ),
+                    message: e.to_string(),
                 }
-                _ => (raw.cron.referenced.line(), raw.cron.referenced.column()),
-            };
-            Error::Invalid {
-                path: self.path.to_path_buf(),
-                line: at.0.max(1),
-                column: at.1.max(1),
-                field: field(if matches!(e, crate::plan::Error::UnknownTimeZone { .. }) {
-                    "time_zone"
-                } else {
-                    "cron"
-                }),
-                message: e.to_string(),
-            }
-        })?;
+            })?;
         let retention = match raw.retention {
             Some(r) => {
                 r.value

@@ -12,8 +12,8 @@ use super::Service;
 use super::runner::{Failure, Job, Observer, Outcome, Retry};
 use crate::config::Plan;
 use crate::manifest::Kind;
-use crate::metrics::Metrics;
-use crate::plan::Schedule;
+use crate::policy::schedule::Schedule;
+use crate::service::metrics::Metrics;
 use crate::store;
 
 /// The job of `plan`, with its metrics seeded from the store (so a restarted service reports

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::timer::{FireTimer, WallClock};
-use crate::leader::{Role, Term};
-use crate::plan::{FireDecision, Schedule};
+use crate::policy::schedule::{FireDecision, Schedule};
+use crate::service::leader::{Role, Term};
 
 /// How long a job waits before asking its timer again after the timer found no next fire time.
 pub const TIMER_RETRY: Duration = Duration::from_secs(60);
@@ -216,7 +216,13 @@ impl JobLoop {
             return;
         };
         match last_success().await {
-            Ok(last) if crate::plan::catch_up_due(&self.job.schedule, last, self.clock.now()) => {
+            Ok(last)
+                if crate::policy::schedule::catch_up_due(
+                    &self.job.schedule,
+                    last,
+                    self.clock.now(),
+                ) =>
+            {
                 self.start(term, "catch-up: a fire time passed since the last success")
             }
             Ok(_) => {}
@@ -229,7 +235,7 @@ impl JobLoop {
     /// Starts a run in `term`, unless the previous run still goes.
     fn start(&mut self, term: &Term, why: &str) {
         let busy = self.running.as_ref().is_some_and(|h| !h.is_finished());
-        if crate::plan::on_fire(busy) == FireDecision::SkipOverlap {
+        if crate::policy::schedule::on_fire(busy) == FireDecision::SkipOverlap {
             self.job.observer.skipped_overlap();
             tracing::warn!(
                 job = %self.job.name,

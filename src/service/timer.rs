@@ -23,7 +23,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
-use crate::plan::Schedule;
+use crate::policy::schedule::Schedule;
 
 /// How often a wait re-reads the wall clock, so a forward step is honoured within this time.
 pub const RECHECK: Duration = Duration::from_secs(1);

@@ -406,8 +406,8 @@ async fn prune_keeps_and_deletes_per_policy() {
     let plan = lifeboat::config::Plan {
         name: "etcd".into(),
         kind: Kind::Etcd,
-        schedule: lifeboat::plan::Schedule::parse("0 0 * * * *", "UTC").unwrap(),
-        retention: Some(lifeboat::retention::RetentionPolicy {
+        schedule: lifeboat::policy::schedule::Schedule::parse("0 0 * * * *", "UTC").unwrap(),
+        retention: Some(lifeboat::policy::retention::RetentionPolicy {
             daily: Some(3),
             ..Default::default()
         }),

@@ -13,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::service::metrics::Metrics;
 
 /// What /readyz reports on; the service updates it.
 #[derive(Debug, Clone, Default)]
