@@ -27,6 +27,17 @@ pub struct ResourceType {
 }
 
 impl ResourceType {
+    /// The resource as the Kubernetes client describes it, with its scope.
+    pub fn of(ar: &kube::discovery::ApiResource, namespaced: bool) -> ResourceType {
+        ResourceType {
+            group: ar.group.clone(),
+            version: ar.version.clone(),
+            kind: ar.kind.clone(),
+            plural: ar.plural.clone(),
+            namespaced,
+        }
+    }
+
     /// The `plural.group` key (`plural` for the core group): the name used in the
     /// configuration, in messages and in index.json.
     pub fn key(&self) -> String {

@@ -461,14 +461,7 @@ async fn apply_one(resolver: &mut Resolver, object: &Value, request: &Request) -
     };
     let differs = live.as_ref().map(|live| {
         let live = serde_json::to_value(live).unwrap_or(Value::Null);
-        let resource = ResourceType {
-            group: ar.group.clone(),
-            version: ar.version.clone(),
-            kind: ar.kind.clone(),
-            plural: ar.plural.clone(),
-            namespaced,
-        };
-        let live = crate::objects::clean(live, &resource);
+        let live = crate::objects::clean(live, &ResourceType::of(&ar, namespaced));
         differing_fields(&live, object)
             .into_iter()
             .filter(|f| {

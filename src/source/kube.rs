@@ -47,13 +47,7 @@ pub struct Target {
 
 impl Target {
     fn new(ar: ApiResource, namespaced: bool) -> Target {
-        let resource = ResourceType {
-            group: ar.group.clone(),
-            version: ar.version.clone(),
-            kind: ar.kind.clone(),
-            plural: ar.plural.clone(),
-            namespaced,
-        };
+        let resource = ResourceType::of(&ar, namespaced);
         Target {
             key: resource.key(),
             resource: Arc::new(resource),
