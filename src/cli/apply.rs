@@ -81,14 +81,21 @@ pub async fn run(config: &Path, output: Output, args: ResourcesArgs) -> anyhow::
         manifest.id,
         manifest.started_at.format("%Y-%m-%d %H:%M:%S UTC")
     );
+    let downloaded = Arc::new(Progress::default());
+    let ticker = super::progress::Ticker::start(
+        format!("Downloading backup {}", manifest.id),
+        downloaded.clone(),
+    );
     let inputs = lifeboat::restore::resources::objects(
         &store,
         &manifest,
         identities,
         lifeboat::objects::Filter::default(),
+        downloaded,
     )
-    .await
-    .with_context(|| format!("backup {} cannot be applied", manifest.id))?;
+    .await;
+    ticker.finish().await;
+    let inputs = inputs.with_context(|| format!("backup {} cannot be applied", manifest.id))?;
     eprintln!(
         "{} {} objects of backup {} to {api_server}{}.",
         if request.dry_run {

@@ -207,14 +207,22 @@ async fn from_backup(
     not_compared: &mut Vec<String>,
     unreadable: &mut HashSet<(String, Option<String>, String)>,
 ) -> anyhow::Result<BTreeMap<ObjectRef, Value>> {
+    let progress = Arc::new(lifeboat::progress::Progress::default());
+    let ticker = super::progress::Ticker::start(
+        format!("Downloading backup {}", manifest.id),
+        progress.clone(),
+    );
     let inputs = lifeboat::restore::resources::objects(
         store,
         manifest,
         identities,
         lifeboat::objects::Filter::default(),
+        progress,
     )
-    .await
-    .with_context(|| format!("backup {} cannot be read for the diff", manifest.id))?;
+    .await;
+    ticker.finish().await;
+    let inputs =
+        inputs.with_context(|| format!("backup {} cannot be read for the diff", manifest.id))?;
     let mut map = BTreeMap::new();
     let mut encrypted = 0;
     for input in inputs {

@@ -555,8 +555,17 @@ async fn restore_resources(
         namespace: args.namespace.first().cloned(),
         resource: args.resource.first().cloned(),
     };
-    let r =
-        lifeboat::restore::resources::to_dir(&store, &manifest, identities, to_dir, filter).await?;
+    let progress = Arc::new(lifeboat::progress::Progress::default());
+    let ticker = super::progress::Ticker::start(
+        format!("Downloading backup {}", manifest.id),
+        progress.clone(),
+    );
+    let r = lifeboat::restore::resources::to_dir(
+        &store, &manifest, identities, to_dir, filter, progress,
+    )
+    .await;
+    ticker.finish().await;
+    let r = r?;
     let partial = manifest.resources.as_ref().is_some_and(|r| r.partial);
     if output == Output::Json {
         return super::print_json(

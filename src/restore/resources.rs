@@ -17,6 +17,7 @@ use crate::encode::Hashing;
 use crate::keys::Identities;
 use crate::manifest::Manifest;
 use crate::objects::{Object, Refused, Selection, Sink};
+use crate::progress::Progress;
 use crate::store::Store;
 
 /// Which objects to write: the same filter apply and diff will use.
@@ -33,13 +34,15 @@ pub struct Report {
     pub still_encrypted: u64,
 }
 
-/// Unpacks the export of `manifest` into `dir` (which must not exist).
+/// Unpacks the export of `manifest` into `dir` (which must not exist), counting downloaded
+/// bytes into `progress`.
 pub async fn to_dir(
     store: &Store,
     manifest: &Manifest,
     identities: Option<Arc<Identities>>,
     dir: &Path,
     filter: Filter,
+    progress: Arc<Progress>,
 ) -> Result<Report, Error> {
     if dir.exists() {
         return Err(Error::OutputExists {
@@ -50,7 +53,7 @@ pub async fn to_dir(
     let partial = super::fetch::partial_path(&dir);
     let work = partial.clone();
     let plain_limit = manifest.payload.plain_size;
-    let result = read_verified(store, manifest, move |stored| {
+    let result = read_verified(store, manifest, progress, move |stored| {
         unpack(stored, plain_limit, &work, identities.as_deref(), &filter)
     })
     .await;
@@ -76,6 +79,7 @@ pub async fn to_dir(
 async fn read_verified<T: Send + 'static>(
     store: &Store,
     manifest: &Manifest,
+    progress: Arc<Progress>,
     read: impl FnOnce(&mut dyn Read) -> Result<T, Unpack> + Send + 'static,
 ) -> Result<T, Error> {
     let key = store
@@ -85,7 +89,8 @@ async fn read_verified<T: Send + 'static>(
     let stream = store.read_stream(&key).await?;
     let manifest = manifest.clone();
     tokio::task::spawn_blocking(move || {
-        let reader = Latch::new(SyncIoBridge::new(StreamReader::new(stream)), Arc::default());
+        progress.set_total(manifest.payload.stored_size);
+        let reader = Latch::new(SyncIoBridge::new(StreamReader::new(stream)), progress);
         let mut stored = Hashing::new(reader);
         let result = read(&mut stored);
         let _ = io::copy(&mut stored, &mut io::sink());
@@ -328,9 +333,10 @@ pub async fn objects(
     manifest: &Manifest,
     identities: Option<Arc<Identities>>,
     filter: Filter,
+    progress: Arc<Progress>,
 ) -> Result<Vec<Input>, Error> {
     let plain_limit = manifest.payload.plain_size;
-    read_verified(store, manifest, move |stored| {
+    read_verified(store, manifest, progress, move |stored| {
         let mut inputs = Vec::new();
         crate::archive::read_entries(stored, plain_limit, |entry| -> Result<(), Unpack> {
             let path = entry.path;
