@@ -195,9 +195,24 @@ impl NamespaceMapping {
                     "--namespace-mapping maps {old:?} twice: give each namespace one target"
                 ));
             }
+            if let Some((other, _)) = out.iter().find(|(_, n)| n == new) {
+                return Err(format!(
+                    "--namespace-mapping maps both {other:?} and {old:?} into {new:?}: objects of one would be compared with, or written over, the other's; give each its own target"
+                ));
+            }
+            if old == new {
+                return Err(format!(
+                    "--namespace-mapping {pair:?} maps a namespace onto itself: leave it out"
+                ));
+            }
             out.push((old.to_string(), new.to_string()));
         }
         Ok(NamespaceMapping(out))
+    }
+
+    /// The namespaces renamed, as named in the backup.
+    pub fn sources(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(old, _)| old.as_str())
     }
 
     /// The namespace `ns` is restored into.
@@ -266,6 +281,11 @@ fn skip_reason(
         ("", "Event") | ("events.k8s.io", "Event") => {
             return maintained("an event is history, not state");
         }
+        ("", "Node") => {
+            return maintained(
+                "registered by its kubelet; a restored Node without a kubelet behind it is a dead entry",
+            );
+        }
         ("coordination.k8s.io", "Lease") => {
             return maintained(
                 "held by a running component (leader election, node heartbeat); a restored lease would hand out stale leadership",
@@ -299,14 +319,47 @@ fn skip_reason(
     owners
         .iter()
         .filter(|o| o.get("controller").and_then(Value::as_bool) == Some(true))
-        .filter_map(|o| Some((o.get("kind")?.as_str()?, o.get("name")?.as_str()?)))
-        .find(|(kind, name)| {
-            // Owners live in the object's namespace, or are cluster-scoped.
-            restored.has(kind, r.namespace.as_deref(), name) || restored.has(kind, None, name)
+        .filter_map(|o| {
+            Some((
+                o.get("apiVersion")?.as_str()?,
+                o.get("kind")?.as_str()?,
+                o.get("name")?.as_str()?,
+            ))
         })
-        .map(|(kind, name)| Skip::RecreatedByOwner {
+        .find(|(api_version, kind, name)| {
+            recreates(api_version, kind, &r.group, &r.kind)
+                // Owners live in the object's namespace.
+                && restored.has(kind, r.namespace.as_deref(), name)
+        })
+        .map(|(_, kind, name)| Skip::RecreatedByOwner {
             owner: format!("{kind} {name}"),
         })
+}
+
+/// Whether a controller of `owner_kind` (in `owner_api_version`) creates objects of
+/// `group`/`kind` from its own spec, so a restored owner brings them back by itself. Only the
+/// built-in controllers are known to: an object owned by anything else (a custom resource's
+/// operator, a Deployment owning a ConfigMap by hand) is restored, never assumed recreated.
+fn recreates(owner_api_version: &str, owner_kind: &str, group: &str, kind: &str) -> bool {
+    let owner_group = owner_api_version.split_once('/').map_or("", |(g, _)| g);
+    matches!(
+        (owner_group, owner_kind, group, kind),
+        (
+            "apps",
+            "ReplicaSet" | "StatefulSet" | "DaemonSet",
+            "",
+            "Pod"
+        ) | ("", "ReplicationController", "", "Pod")
+            | ("batch", "Job", "", "Pod")
+            | ("apps", "Deployment", "apps", "ReplicaSet")
+            | ("batch", "CronJob", "batch", "Job")
+            | (
+                "apps",
+                "StatefulSet" | "DaemonSet",
+                "apps",
+                "ControllerRevision"
+            )
+    )
 }
 
 /// Removes what would make the apply fail or break the live cluster.
@@ -375,8 +428,9 @@ fn remove_path(obj: &mut Value, path: &[&str]) -> bool {
         .is_some()
 }
 
-/// Renames the namespace of a namespaced object, a Namespace itself, and the namespace of
-/// ServiceAccount subjects of role bindings.
+/// Renames the namespace of a namespaced object, a Namespace itself (and its
+/// `kubernetes.io/metadata.name` label), and the namespace of ServiceAccount subjects of
+/// RoleBindings.
 fn map_namespace(r: &ObjectRef, obj: &mut Value, mapping: &NamespaceMapping) {
     if let Some(ns) = &r.namespace {
         let new = mapping.map(ns).to_string();
@@ -384,10 +438,24 @@ fn map_namespace(r: &ObjectRef, obj: &mut Value, mapping: &NamespaceMapping) {
     }
     if r.group.is_empty() && r.kind == "Namespace" {
         let new = mapping.map(&r.name).to_string();
+        // The API server sets this label to the name; a copy must not carry the old one.
+        if let Some(labels) = obj
+            .pointer_mut("/metadata/labels")
+            .and_then(Value::as_object_mut)
+            && labels.contains_key("kubernetes.io/metadata.name")
+        {
+            labels.insert(
+                "kubernetes.io/metadata.name".into(),
+                Value::String(new.clone()),
+            );
+        }
         obj["metadata"]["name"] = Value::String(new);
     }
+    // Only a RoleBinding's subjects follow its namespace: a ClusterRoleBinding is shared by the
+    // cluster, and rewriting its subjects would take permissions away from the original
+    // namespace.
     if r.group == "rbac.authorization.k8s.io"
-        && matches!(r.kind.as_str(), "RoleBinding" | "ClusterRoleBinding")
+        && r.kind == "RoleBinding"
         && let Some(subjects) = obj.get_mut("subjects").and_then(Value::as_array_mut)
     {
         for s in subjects {
@@ -534,6 +602,49 @@ mod tests {
     }
 
     #[test]
+    fn only_objects_a_built_in_controller_recreates_are_left_to_it() {
+        // Regression: a ConfigMap with a controller reference to a Deployment was skipped as
+        // "recreated by its owner", though no Deployment creates ConfigMaps: it was lost.
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-owned", "namespace": "a",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "old", "controller": true}]}});
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-7d-x", "namespace": "a",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d", "uid": "old", "controller": true}]}});
+        let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "nightly-1", "namespace": "a",
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "nightly", "uid": "old", "controller": true}]}});
+        let mut restored = Restored::default();
+        for (group, kind, name) in [
+            ("apps", "Deployment", "web"),
+            ("apps", "ReplicaSet", "web-7d"),
+            ("batch", "CronJob", "nightly"),
+        ] {
+            restored.add(&ObjectRef {
+                group: group.into(),
+                kind: kind.into(),
+                namespace: Some("a".into()),
+                name: name.into(),
+            });
+        }
+        assert!(matches!(
+            decide("configmaps", &cm, &restored, &[], &no_mapping()),
+            Decision::Apply { .. }
+        ));
+        assert!(matches!(
+            decide("pods", &pod, &restored, &[], &no_mapping()),
+            Decision::Skip(Skip::RecreatedByOwner { .. })
+        ));
+        assert!(matches!(
+            decide("jobs.batch", &job, &restored, &[], &no_mapping()),
+            Decision::Skip(Skip::RecreatedByOwner { .. })
+        ));
+        // Nodes are registered by their kubelets.
+        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-3"}});
+        assert!(matches!(
+            decide("nodes", &node, &restored, &[], &no_mapping()),
+            Decision::Skip(Skip::MaintainedByCluster { .. })
+        ));
+    }
+
+    #[test]
     fn a_non_controller_owner_does_not_skip_but_its_stale_reference_is_removed() {
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "a",
             "ownerReferences": [{"apiVersion": "example.com/v1", "kind": "Widget", "name": "w", "uid": "old"}]}});
@@ -621,10 +732,11 @@ mod tests {
             panic!()
         };
         assert_eq!(object["metadata"]["name"], "payments-restored");
-        let rb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "b"},
+        // A RoleBinding's ServiceAccount subjects follow it into the new namespace.
+        let rb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "b", "namespace": "payments"},
             "subjects": [{"kind": "ServiceAccount", "name": "app", "namespace": "payments"}, {"kind": "User", "name": "alice"}]});
         let Decision::Apply { object, .. } = decide(
-            "clusterrolebindings.rbac.authorization.k8s.io",
+            "rolebindings.rbac.authorization.k8s.io",
             &rb,
             &Restored::default(),
             &[],
@@ -632,14 +744,50 @@ mod tests {
         ) else {
             panic!()
         };
+        assert_eq!(object["metadata"]["namespace"], "payments-restored");
         assert_eq!(object["subjects"][0]["namespace"], "payments-restored");
         assert_eq!(object["subjects"][1].get("namespace"), None);
+        // Regression: a mapped restore rewrote a shared ClusterRoleBinding's subjects, taking
+        // permissions away from the original namespace. It is left as it was.
+        let crb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "b"},
+            "subjects": [{"kind": "ServiceAccount", "name": "app", "namespace": "payments"}]});
+        let Decision::Apply { object, .. } = decide(
+            "clusterrolebindings.rbac.authorization.k8s.io",
+            &crb,
+            &Restored::default(),
+            &[],
+            &mapping,
+        ) else {
+            panic!()
+        };
+        assert_eq!(object["subjects"][0]["namespace"], "payments");
+        // The mapped Namespace's own name label follows its name.
+        let labelled = json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "payments", "labels": {"kubernetes.io/metadata.name": "payments", "team": "a"}}});
+        let Decision::Apply { object, .. } =
+            decide("namespaces", &labelled, &Restored::default(), &[], &mapping)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            object["metadata"]["labels"],
+            json!({"kubernetes.io/metadata.name": "payments-restored", "team": "a"})
+        );
         assert_eq!(mapping.map("other"), "other");
     }
 
     #[test]
     fn bad_namespace_mappings_are_refused() {
-        for bad in [&["payments"][..], &["a=B"], &["a="], &["a=x", "a=y"]] {
+        // Regression: two namespaces mapped into one were accepted, and one's objects were
+        // compared with (or written over) the other's.
+        for bad in [
+            &["payments"][..],
+            &["a=B"],
+            &["a="],
+            &["a=x", "a=y"],
+            &["a=m", "b=m"],
+            &["a=a"],
+        ] {
             let pairs: Vec<String> = bad.iter().map(|s| s.to_string()).collect();
             assert!(NamespaceMapping::parse(&pairs).is_err(), "{bad:?}");
         }
