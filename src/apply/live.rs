@@ -18,6 +18,8 @@ use serde_json::Value;
 use super::diff::{differing_fields, summarize_fields};
 use super::rules::{Decision, NamespaceMapping, Phase, Removed, Restored, Skip, decide};
 use super::select::{ObjectRef, Selection};
+use tokio_util::sync::CancellationToken;
+
 use crate::objects::{Object, ResourceType};
 use crate::progress::Progress;
 
@@ -64,11 +66,19 @@ pub enum Outcome {
     Created,
     /// It existed and the backup's version was applied over it.
     Updated {
-        /// The fields that differed.
+        /// The fields that differed before.
         fields: Vec<String>,
+        /// Fields that still differ after the apply: set since the backup by another field
+        /// manager, absent from the backup, so server-side apply leaves them.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        still_differs: Vec<String>,
     },
-    /// It existed and already matched the backup.
-    Unchanged,
+    /// It existed and the apply changed nothing.
+    Unchanged {
+        /// As for [`Outcome::Updated`].
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        still_differs: Vec<String>,
+    },
     /// It existed and was not touched (`--existing skip`).
     LeftAlone {
         /// The fields in which the live object differs from the backup (empty: it matches).
@@ -111,7 +121,7 @@ impl Outcome {
         match self {
             Outcome::Created => "created",
             Outcome::Updated { .. } => "updated",
-            Outcome::Unchanged => "unchanged",
+            Outcome::Unchanged { .. } => "unchanged",
             Outcome::LeftAlone { .. } => "left-alone",
             Outcome::Skipped { .. } => "skipped",
             Outcome::Encrypted => "encrypted",
@@ -145,6 +155,9 @@ pub struct ObjectResult {
 pub struct Report {
     /// Whether nothing was stored (dryRun=All).
     pub dry_run: bool,
+    /// Whether the run was interrupted (SIGINT, SIGTERM) before every object was applied: the
+    /// objects listed are those handled so far.
+    pub interrupted: bool,
     /// Per object.
     pub objects: Vec<ObjectResult>,
 }
@@ -214,17 +227,19 @@ fn ref_from_path(path: &str) -> (String, ObjectRef) {
     )
 }
 
-/// Applies `inputs` to the cluster behind `client`, as `request` says. Returns the report;
+/// Applies `inputs` to the cluster behind `client`, as `request` says, stopping between two
+/// objects when `interrupt` is cancelled. Returns the report;
 /// fails as a whole only when the cluster cannot be reached at all.
 pub async fn apply(
     client: &kube::Client,
     inputs: Vec<Input>,
     request: &Request,
     progress: &Progress,
+    interrupt: &CancellationToken,
 ) -> Report {
     let mut report = Report {
         dry_run: request.dry_run,
-        objects: Vec::new(),
+        ..Report::default()
     };
     // First pass: what comes back at all, so an object whose controller comes back with it is
     // left to the controller.
@@ -307,6 +322,10 @@ pub async fn apply(
         objects.sort_by(|a, b| a.1.cmp(&b.1));
         let mut established = Vec::new();
         for (resource, r, object, removed) in objects {
+            if interrupt.is_cancelled() {
+                report.interrupted = true;
+                return report;
+            }
             let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
             let group = object["apiVersion"]
                 .as_str()
@@ -326,7 +345,7 @@ pub async fn apply(
                     ),
                 }
             } else {
-                apply_one(&mut resolver, &object, request).await
+                apply_one(&mut resolver, &object, &removed, request).await
             };
             if request.dry_run && outcome == Outcome::Created {
                 match phase {
@@ -428,8 +447,8 @@ impl Resolver {
         let found = match kube::discovery::pinned_kind(&self.client, &gvk).await {
             Ok((ar, caps)) => Ok((ar, caps.scope == Scope::Namespaced)),
             Err(e) => Err(format!(
-                "the API server does not serve {kind} in {api_version} ({}); restore its CustomResourceDefinition or the API service that provides it first",
-                crate::error::chain(&e)
+                "the API server does not serve {kind} in {api_version} ({}): restore its CustomResourceDefinition first (with --resource, add --resource customresourcedefinitions.apiextensions.k8s.io), or install the API service that provides it",
+                api_reason(&e)
             )),
         };
         self.known.insert(key, found.clone());
@@ -441,7 +460,12 @@ impl Resolver {
     }
 }
 
-async fn apply_one(resolver: &mut Resolver, object: &Value, request: &Request) -> Outcome {
+async fn apply_one(
+    resolver: &mut Resolver,
+    object: &Value,
+    removed: &[Removed],
+    request: &Request,
+) -> Outcome {
     let failed = |reason: String| Outcome::Failed { reason };
     let api_version = object["apiVersion"].as_str().unwrap_or_default();
     let kind = object["kind"].as_str().unwrap_or_default();
@@ -459,9 +483,12 @@ async fn apply_one(resolver: &mut Resolver, object: &Value, request: &Request) -
         Ok(live) => live,
         Err(e) => return failed(api_reason(&e)),
     };
-    let differs = live.as_ref().map(|live| {
+    let resource = ResourceType::of(&ar, namespaced);
+    // How a live object differs from what is sent, leaving out server-set metadata and the
+    // fields the restore removed on purpose (a Service's cluster IP is not a difference).
+    let differences = |live: &DynamicObject| {
         let live = serde_json::to_value(live).unwrap_or(Value::Null);
-        let live = crate::objects::clean(live, &ResourceType::of(&ar, namespaced));
+        let live = crate::objects::clean(live, &resource);
         differing_fields(&live, object)
             .into_iter()
             .filter(|f| {
@@ -469,8 +496,16 @@ async fn apply_one(resolver: &mut Resolver, object: &Value, request: &Request) -
                     || f.starts_with("metadata.labels")
                     || f.starts_with("metadata.annotations")
             })
+            .filter(|f| {
+                !removed.iter().any(|r| {
+                    f == &r.field
+                        || f.strip_prefix(r.field.as_str())
+                            .is_some_and(|rest| rest.starts_with('.'))
+                })
+            })
             .collect::<Vec<_>>()
-    });
+    };
+    let differs = live.as_ref().map(differences);
     if let (Some(fields), Existing::Skip) = (&differs, request.existing) {
         return Outcome::LeftAlone {
             fields: fields.clone(),
@@ -487,18 +522,22 @@ async fn apply_one(resolver: &mut Resolver, object: &Value, request: &Request) -
         .as_ref()
         .and_then(|l| l.metadata.resource_version.clone());
     match api.patch(name, &params, &Patch::Apply(object)).await {
-        Ok(applied) => match (before, differs) {
-            (None, _) => Outcome::Created,
-            (Some(before), Some(fields))
-                if applied.metadata.resource_version.as_deref() == Some(before.as_str())
-                    || fields.is_empty() =>
-            {
-                Outcome::Unchanged
+        Ok(applied) => {
+            let still_differs = differences(&applied);
+            match (before, differs) {
+                (None, _) => Outcome::Created,
+                (Some(before), Some(fields))
+                    if applied.metadata.resource_version.as_deref() == Some(before.as_str())
+                        || fields.is_empty() =>
+                {
+                    Outcome::Unchanged { still_differs }
+                }
+                (Some(_), fields) => Outcome::Updated {
+                    fields: fields.unwrap_or_default(),
+                    still_differs,
+                },
             }
-            (Some(_), fields) => Outcome::Updated {
-                fields: fields.unwrap_or_default(),
-            },
-        },
+        }
         Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "Conflict" => Outcome::Conflict {
             reason: format!(
                 "{}; rerun with --force-conflicts to take these fields over, or leave them to their owner",
@@ -563,12 +602,31 @@ pub fn summary_lines(report: &Report) -> Vec<String> {
         .collect()
 }
 
+fn still_differ(fields: &[String]) -> String {
+    if fields.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; still differs from the backup in {}: fields another field manager set since the backup, which server-side apply leaves in place (remove them by hand, e.g. kubectl edit)",
+        summarize_fields(fields, 3)
+    )
+}
+
 /// One line describing an object's result, for the text report.
 pub fn describe(r: &ObjectResult) -> String {
     let what = match &r.outcome {
         Outcome::Created => "created".to_string(),
-        Outcome::Updated { fields } => format!("updated ({})", summarize_fields(fields, 3)),
-        Outcome::Unchanged => "unchanged".into(),
+        Outcome::Updated {
+            fields,
+            still_differs,
+        } => format!(
+            "updated ({}){}",
+            summarize_fields(fields, 3),
+            still_differ(still_differs)
+        ),
+        Outcome::Unchanged { still_differs } => {
+            format!("unchanged{}", still_differ(still_differs))
+        }
         Outcome::LeftAlone { fields } if fields.is_empty() => {
             "exists, left alone (matches the backup)".into()
         }

@@ -3,9 +3,10 @@
 //! `restore resources --apply`, `--to-dir` and `diff` select exactly the same objects.
 //!
 //! With `--namespace`, the namespaced objects of those namespaces are selected, and the
-//! Namespace objects of the same names (a deleted namespace must come back with its labels and
-//! annotations, or its Pod Security level is lost); other cluster-scoped objects only when
-//! `--resource` names their resource explicitly.
+//! Namespace objects of the same names whatever `--resource`, `--name` and `--selector` say (a
+//! deleted namespace must come back, with its labels and annotations, or its Pod Security level
+//! is lost, before anything in it can be); other cluster-scoped objects only when `--resource`
+//! names their resource explicitly.
 
 use serde_json::Value;
 use thiserror::Error;
@@ -199,6 +200,11 @@ impl Selection {
         let Some(r) = ObjectRef::of(obj) else {
             return false;
         };
+        // A selected namespace's own Namespace object comes along whatever the other filters
+        // say: without it nothing in a deleted namespace can be restored.
+        if r.group.is_empty() && r.kind == "Namespace" && self.namespaces.contains(&r.name) {
+            return true;
+        }
         let named_resource = self.resources.iter().any(|k| k == resource_key);
         if !self.resources.is_empty() && !named_resource {
             return false;
@@ -286,6 +292,22 @@ mod tests {
             ..sel
         };
         assert!(sel.accepts("clusterroles.rbac.authorization.k8s.io", &cr));
+    }
+
+    #[test]
+    fn a_selected_namespace_brings_its_namespace_object_whatever_the_other_filters() {
+        // Regression: `--namespace gamma --selector app=web` after gamma was deleted failed
+        // every object with "namespaces gamma not found", the Namespace having been filtered out.
+        let sel = Selection {
+            namespaces: vec!["gamma".into()],
+            resources: vec!["configmaps".into()],
+            names: vec!["cm-1".into()],
+            selector: Selector::parse("app=web").unwrap(),
+        };
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gamma"}});
+        assert!(sel.accepts("namespaces", &ns));
+        let other = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "delta"}});
+        assert!(!sel.accepts("namespaces", &other));
     }
 
     #[test]

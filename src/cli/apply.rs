@@ -11,6 +11,7 @@ use lifeboat::apply::rules::NamespaceMapping;
 use lifeboat::apply::select::{Selection, Selector};
 use lifeboat::progress::Progress;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use super::Output;
 use super::restore::{ExistingArg, ResourcesArgs};
@@ -22,6 +23,7 @@ struct ApplyReport<'a> {
     id: &'a str,
     api_server: &'a str,
     dry_run: bool,
+    interrupted: bool,
     existing: Existing,
     /// Per resource key: outcome → count.
     summary: std::collections::BTreeMap<String, std::collections::BTreeMap<&'static str, u64>>,
@@ -76,6 +78,23 @@ pub async fn run(config: &Path, output: Output, args: ResourcesArgs) -> anyhow::
         )
         .await?;
     let (client, api_server) = lifeboat::kubernetes::client_with_url(&cfg.kubernetes).await?;
+    // One clear failure when the cluster is unreachable, before the backup is downloaded and
+    // instead of one per object.
+    client.apiserver_version().await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot reach the API server {api_server}: {}; check kubernetes.kubeconfig and kubernetes.context in {}",
+            lifeboat::error::chain(&e),
+            cfg.path.display()
+        )
+    })?;
+    for source in request.mapping.sources() {
+        if !args.namespace.is_empty() && !args.namespace.iter().any(|n| n == source) {
+            bail!(
+                "--namespace-mapping renames {source:?}, which is not among the --namespace options ({}): check the spelling, or add --namespace {source}",
+                args.namespace.join(", ")
+            );
+        }
+    }
     eprintln!(
         "Reading backup {} (taken {}) and verifying it before anything is applied.",
         manifest.id,
@@ -96,25 +115,44 @@ pub async fn run(config: &Path, output: Output, args: ResourcesArgs) -> anyhow::
     .await;
     ticker.finish().await;
     let inputs = inputs.with_context(|| format!("backup {} cannot be applied", manifest.id))?;
+    for source in request.mapping.sources() {
+        let held = inputs.iter().any(|i| match i {
+            live::Input::Object(o) => o.namespace.as_deref() == Some(source),
+            _ => false,
+        });
+        if !held {
+            bail!(
+                "--namespace-mapping renames {source:?}, but backup {} holds no objects in namespace {source:?}: check the spelling (lifeboat restore resources --to-dir DIR shows what it holds)",
+                manifest.id
+            );
+        }
+    }
     eprintln!(
-        "{} {} objects of backup {} to {api_server}{}.",
+        "{} the selected objects of backup {} to {api_server}{}.",
         if request.dry_run {
             "Checking (dry run, nothing is stored)"
         } else {
             "Applying"
         },
-        inputs.len(),
         manifest.id,
         match request.existing {
             Existing::Skip => ", leaving existing objects alone",
             Existing::Update => ", applying over existing objects",
         }
     );
+    let interrupt = CancellationToken::new();
+    tokio::spawn(super::backup::cancel_on_signal(interrupt.clone()));
     let progress = Arc::new(Progress::default());
     let ticker = super::progress::Ticker::start_counting("Applying objects", progress.clone());
-    let report = live::apply(&client, inputs, &request, &progress).await;
+    let report = live::apply(&client, inputs, &request, &progress, &interrupt).await;
     ticker.finish().await;
 
+    if report.objects.is_empty() {
+        bail!(
+            "nothing in backup {} matches the selection (--namespace, --resource, --name, --selector); `lifeboat restore resources --to-dir DIR` shows what it holds",
+            manifest.id
+        );
+    }
     if output == Output::Json {
         super::print_json(
             "restore",
@@ -123,6 +161,7 @@ pub async fn run(config: &Path, output: Output, args: ResourcesArgs) -> anyhow::
                 id: manifest.id.as_str(),
                 api_server: &api_server,
                 dry_run: report.dry_run,
+                interrupted: report.interrupted,
                 existing: request.existing,
                 summary: report.summary(),
                 failures: report.failures(),
@@ -132,10 +171,20 @@ pub async fn run(config: &Path, output: Output, args: ResourcesArgs) -> anyhow::
     } else {
         print_text(&report);
     }
-    if report.objects.is_empty() {
+    let encrypted = report
+        .objects
+        .iter()
+        .filter(|o| o.outcome == Outcome::Encrypted)
+        .count();
+    if encrypted > 0 {
+        eprintln!(
+            "Warning: {encrypted} encrypted object(s) (Secrets) were not restored: pass --identity with a key of the backup's recipients."
+        );
+    }
+    if report.interrupted {
         bail!(
-            "nothing in backup {} matches the selection (--namespace, --resource, --name, --selector); `lifeboat restore resources --to-dir DIR` shows what it holds",
-            manifest.id
+            "interrupted after {} of the selected objects; those handled are listed above; run the same command again to go on (objects already restored are then left alone or unchanged)",
+            report.objects.len()
         );
     }
     match report.failures() {
@@ -153,7 +202,11 @@ pub async fn run(config: &Path, output: Output, args: ResourcesArgs) -> anyhow::
 
 fn print_text(report: &live::Report) {
     for r in &report.objects {
-        let noteworthy = !matches!(r.outcome, Outcome::Created | Outcome::Unchanged);
+        let noteworthy = match &r.outcome {
+            Outcome::Created => false,
+            Outcome::Unchanged { still_differs } => !still_differs.is_empty(),
+            _ => true,
+        };
         if noteworthy || !r.removed.is_empty() {
             println!("{}", live::describe(r));
         }

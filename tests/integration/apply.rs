@@ -39,7 +39,7 @@ fn comparable(mut obj: Value) -> Value {
     obj
 }
 
-fn kubectl_on(api: &KubeApi, lb: &Lifeboat) -> Option<Command> {
+pub(crate) fn kubectl_on(api: &KubeApi, lb: &Lifeboat) -> Option<Command> {
     let kubectl = require("kubectl", which("kubectl"))?;
     let kubeconfig = lb.path("kubectl-kubeconfig");
     std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
@@ -48,7 +48,7 @@ fn kubectl_on(api: &KubeApi, lb: &Lifeboat) -> Option<Command> {
     Some(cmd)
 }
 
-fn json(out: &str) -> Value {
+pub(crate) fn json(out: &str) -> Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
 }
 
@@ -333,7 +333,14 @@ async fn an_object_changed_since_the_backup_is_left_alone_updated_or_reported_in
     };
     let outcome_of = |out: &std::process::Output| {
         let report = json(&String::from_utf8_lossy(&out.stdout));
-        report["objects"][0].clone()
+        // The namespace's own Namespace object comes along; the ConfigMap is the one asked for.
+        report["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["object"]["name"] == "cm-00003")
+            .unwrap()
+            .clone()
     };
 
     let skip = apply(&[]);

@@ -5,6 +5,7 @@
 mod support;
 
 mod apply;
+mod apply_edges;
 mod cli_json;
 mod config_examples;
 mod deploy;
