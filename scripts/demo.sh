@@ -43,6 +43,7 @@ for i in $(seq 200); do etcdctl put "/registry/demo/key-$i" "value-$i" >/dev/nul
 
 echo "== lifeboat keygen --output-file demo/key.txt"
 RECIPIENT="$("$LIFEBOAT" keygen --output-file "$DEMO/key.txt")"
+echo "$RECIPIENT"
 
 cat >"$DEMO/lifeboat.yaml" <<YAML
 cluster: demo
