@@ -413,7 +413,10 @@ mod tests {
         let report = diff(&older, &newer, &labels());
         assert_eq!(report.count(Change::Changed), 2);
         let db = &report.entries[0];
-        let d = db.diff.as_deref().expect("metadata and keys changed: a diff");
+        let d = db
+            .diff
+            .as_deref()
+            .expect("metadata and keys changed: a diff");
         assert!(d.contains("+    tier: db"), "{d}");
         assert!(d.contains("+  extra:") && d.contains(HIDDEN), "{d}");
         assert_eq!(db.hidden_values, ["user"]);
@@ -421,7 +424,15 @@ mod tests {
         assert_eq!(values.diff, None, "only values changed: nothing to show");
         assert_eq!(values.hidden_values, ["a", "c"]);
         let json = serde_json::to_string(&report).unwrap();
-        for value in ["aHVudGVyMg", "c3dvcmRmaXNo", "YQ==", "Yg==", "OQ==", "OA==", "MQ=="] {
+        for value in [
+            "aHVudGVyMg",
+            "c3dvcmRmaXNo",
+            "YQ==",
+            "Yg==",
+            "OQ==",
+            "OA==",
+            "MQ==",
+        ] {
             assert!(!json.contains(value), "{value} leaked: {json}");
         }
     }

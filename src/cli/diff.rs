@@ -177,10 +177,14 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
             }
         );
     }
-    let older_objects: BTreeMap<ObjectRef, Value> =
-        older_objects.into_iter().map(|(r, (_, v))| (r, v)).collect();
-    let newer_objects: BTreeMap<ObjectRef, Value> =
-        newer_objects.into_iter().map(|(r, (_, v))| (r, v)).collect();
+    let older_objects: BTreeMap<ObjectRef, Value> = older_objects
+        .into_iter()
+        .map(|(r, (_, v))| (r, v))
+        .collect();
+    let newer_objects: BTreeMap<ObjectRef, Value> = newer_objects
+        .into_iter()
+        .map(|(r, (_, v))| (r, v))
+        .collect();
     let options = Options {
         show_secrets: args.show_secrets,
         labels: (older.id.to_string(), newer_label.clone()),
