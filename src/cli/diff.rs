@@ -1,7 +1,7 @@
 //! `lifeboat diff`: what changed between a resource export and the live cluster (the default),
 //! or between two exports: objects added, removed and changed, with a YAML diff of each
-//! changed one. Secrets are compared by hash unless `--identity` and `--show-secrets` are both
-//! given.
+//! changed one. Secrets' values are hidden (the diff names the keys whose values changed)
+//! unless `--identity` and `--show-secrets` are both given.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -47,8 +47,8 @@ pub struct Args {
     /// age identity: read encrypted objects (Secrets) of the exports, so they are compared.
     #[arg(long, short)]
     pub identity: Option<PathBuf>,
-    /// Show Secrets' contents in the diff (needs --identity); otherwise only whether they
-    /// changed.
+    /// Show Secrets' values in the diff (needs --identity); otherwise they show as <hidden>
+    /// and only the keys whose values changed are named.
     #[arg(long, requires = "identity")]
     pub show_secrets: bool,
 }
