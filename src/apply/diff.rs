@@ -3,8 +3,10 @@
 //! one. Pure: both sides arrive cleaned the same way (`objects::clean`), so server-set
 //! fields (managedFields, resourceVersion, status, ...) never show up as changes.
 //!
-//! Secrets are compared by a sha256 of their `data` and `stringData`, and reported only as
-//! changed or not, unless the caller asks to show them (`--identity` and `--show-secrets`).
+//! Secrets are compared with each `data` and `stringData` value replaced by its sha256, and
+//! rendered with each value replaced by a placeholder, so the diff shows label, annotation,
+//! type and key changes and names the keys whose values changed, never a value or its hash,
+//! unless the caller asks to show them (`--identity` and `--show-secrets`).
 //! Objects are compared as JSON values first and rendered as YAML only when they differ, so a
 //! diff of 100k mostly unchanged objects costs little more than reading them.
 
@@ -34,14 +36,21 @@ pub struct Entry {
     pub object: ObjectRef,
     /// How it differs.
     pub change: Change,
-    /// For a changed object: a unified diff of its YAML, older side first. `None` for a Secret
-    /// whose contents are not shown.
+    /// For a changed object: a unified diff of its YAML, older side first. For a concealed
+    /// Secret, values show as [`HIDDEN`]; `None` when only its values changed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
-    /// Set for a Secret compared by hash only.
+    /// Set for a Secret whose values are not shown.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub concealed: bool,
+    /// For a concealed Secret: the keys in both sides whose values differ (`a` for `data.a`,
+    /// `stringData.a`), sorted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hidden_values: Vec<String>,
 }
+
+/// What a concealed Secret's values show as.
+pub const HIDDEN: &str = "<hidden>";
 
 /// The differences, sorted by object, and how many objects matched.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -82,15 +91,35 @@ pub fn diff(
                 change: Change::Removed,
                 diff: None,
                 concealed: false,
+                hidden_values: Vec::new(),
             });
             continue;
         };
-        let conceal = is_secret(r) && !options.show_secrets;
-        let (old, new) = if conceal {
-            (conceal_secret(old), conceal_secret(new))
-        } else {
-            (old.clone(), new.clone())
-        };
+        if is_secret(r) && !options.show_secrets {
+            let (old, old_values) = conceal_secret(old);
+            let (new, new_values) = conceal_secret(new);
+            if old == new && old_values == new_values {
+                report.unchanged += 1;
+                continue;
+            }
+            let hidden_values = old_values
+                .iter()
+                .filter(|(k, h)| new_values.get(*k).is_some_and(|n| n != *h))
+                .map(|((field, key), _)| match *field {
+                    "data" => key.clone(),
+                    _ if key.is_empty() => field.to_string(),
+                    _ => format!("{field}.{key}"),
+                })
+                .collect();
+            report.entries.push(Entry {
+                object: r.clone(),
+                change: Change::Changed,
+                diff: (old != new).then(|| unified(&old, &new, r, &options.labels)),
+                concealed: true,
+                hidden_values,
+            });
+            continue;
+        }
         if old == new {
             report.unchanged += 1;
             continue;
@@ -98,8 +127,9 @@ pub fn diff(
         report.entries.push(Entry {
             object: r.clone(),
             change: Change::Changed,
-            diff: (!conceal).then(|| unified(&old, &new, r, &options.labels)),
-            concealed: conceal,
+            diff: Some(unified(old, new, r, &options.labels)),
+            concealed: false,
+            hidden_values: Vec::new(),
         });
     }
     for r in newer.keys().filter(|r| !older.contains_key(*r)) {
@@ -108,6 +138,7 @@ pub fn diff(
             change: Change::Added,
             diff: None,
             concealed: false,
+            hidden_values: Vec::new(),
         });
     }
     report.entries.sort_by(|a, b| a.object.cmp(&b.object));
@@ -118,26 +149,37 @@ fn is_secret(r: &ObjectRef) -> bool {
     r.group.is_empty() && r.kind == "Secret"
 }
 
-/// A Secret with `data` and `stringData` replaced by one sha256 of both (canonical JSON), so two
-/// Secrets compare equal exactly when their contents do, and nothing of the contents is shown.
-fn conceal_secret(obj: &Value) -> Value {
+/// A Secret with each `data` and `stringData` value replaced by [`HIDDEN`] (key names are not
+/// secret), and a sha256 of each value by field and key: two Secrets
+/// are equal exactly when both parts are, and only the first is ever shown.
+fn conceal_secret(obj: &Value) -> (Value, BTreeMap<(&'static str, String), [u8; 32]>) {
     let mut out = obj.clone();
+    let mut values = BTreeMap::new();
     let Some(map) = out.as_object_mut() else {
-        return out;
+        return (out, values);
     };
-    let mut hashed = Sha256::new();
     for field in ["data", "stringData"] {
-        hashed.update(field.as_bytes());
-        hashed.update(canonical(map.remove(field).as_ref().unwrap_or(&Value::Null)).as_bytes());
+        let Some(entries) = map.get_mut(field) else {
+            continue;
+        };
+        let Some(entries) = entries.as_object_mut() else {
+            // Not a map of values: hide it whole.
+            values.insert(
+                (field, String::new()),
+                Sha256::digest(canonical(entries).as_bytes()).into(),
+            );
+            *entries = Value::String(HIDDEN.into());
+            continue;
+        };
+        for (key, value) in entries.iter_mut() {
+            values.insert(
+                (field, key.clone()),
+                Sha256::digest(canonical(value).as_bytes()).into(),
+            );
+            *value = Value::String(HIDDEN.into());
+        }
     }
-    map.insert(
-        "data".into(),
-        Value::String(format!(
-            "sha256:{}",
-            crate::snapshot::hex(&hashed.finalize())
-        )),
-    );
-    out
+    (out, values)
 }
 
 /// JSON with every object's keys sorted, whatever order the source had.
@@ -350,6 +392,49 @@ mod tests {
                 .unwrap()
                 .contains("c3dvcmRmaXNo")
         );
+    }
+
+    /// Regression: a Secret whose labels changed (data unchanged) was reported only as
+    /// "contents differ; compared by hash", hiding what changed.
+    #[test]
+    fn a_concealed_secret_shows_metadata_and_key_changes_and_names_changed_values() {
+        let mut relabelled = secret("db", json!({"password": "aHVudGVyMg==", "user": "YQ=="}));
+        relabelled["metadata"]["labels"] = json!({"tier": "db"});
+        relabelled["data"]["extra"] = json!("c3dvcmRmaXNo");
+        relabelled["data"]["user"] = json!("Yg==");
+        let older = set(&[
+            secret("db", json!({"password": "aHVudGVyMg==", "user": "YQ=="})),
+            secret("values", json!({"a": "MQ==", "b": "Mg==", "c": "Mw=="})),
+        ]);
+        let newer = set(&[
+            relabelled,
+            secret("values", json!({"a": "OQ==", "b": "Mg==", "c": "OA=="})),
+        ]);
+        let report = diff(&older, &newer, &labels());
+        assert_eq!(report.count(Change::Changed), 2);
+        let db = &report.entries[0];
+        let d = db
+            .diff
+            .as_deref()
+            .expect("metadata and keys changed: a diff");
+        assert!(d.contains("+    tier: db"), "{d}");
+        assert!(d.contains("+  extra:") && d.contains(HIDDEN), "{d}");
+        assert_eq!(db.hidden_values, ["user"]);
+        let values = &report.entries[1];
+        assert_eq!(values.diff, None, "only values changed: nothing to show");
+        assert_eq!(values.hidden_values, ["a", "c"]);
+        let json = serde_json::to_string(&report).unwrap();
+        for value in [
+            "aHVudGVyMg",
+            "c3dvcmRmaXNo",
+            "YQ==",
+            "Yg==",
+            "OQ==",
+            "OA==",
+            "MQ==",
+        ] {
+            assert!(!json.contains(value), "{value} leaked: {json}");
+        }
     }
 
     #[test]

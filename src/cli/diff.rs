@@ -1,7 +1,7 @@
 //! `lifeboat diff`: what changed between a resource export and the live cluster (the default),
 //! or between two exports: objects added, removed and changed, with a YAML diff of each
-//! changed one. Secrets are compared by hash unless `--identity` and `--show-secrets` are both
-//! given.
+//! changed one. Secrets' values are hidden (the diff names the keys whose values changed)
+//! unless `--identity` and `--show-secrets` are both given.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -47,8 +47,8 @@ pub struct Args {
     /// age identity: read encrypted objects (Secrets) of the exports, so they are compared.
     #[arg(long, short)]
     pub identity: Option<PathBuf>,
-    /// Show Secrets' contents in the diff (needs --identity); otherwise only whether they
-    /// changed.
+    /// Show Secrets' values in the diff (needs --identity); otherwise they show as <hidden>
+    /// and only the keys whose values changed are named.
     #[arg(long, requires = "identity")]
     pub show_secrets: bool,
 }
@@ -77,13 +77,17 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
         &args.name,
         args.selector.as_deref(),
     )?;
+    let selected = !(args.namespace.is_empty()
+        && args.resource.is_empty()
+        && args.name.is_empty()
+        && args.selector.is_none());
     let store = super::open_store(&cfg)?;
     let older = store
         .resolve(&cfg.cluster, Kind::Resources, &args.backup.parse()?)
         .await?;
     let mut not_compared = Vec::new();
     let mut unreadable = HashSet::new();
-    let older_objects = from_backup(
+    let mut older_objects = from_backup(
         &store,
         &older,
         identities.clone(),
@@ -92,7 +96,9 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
         &mut unreadable,
     )
     .await?;
-    let (newer_label, newer_objects) = match &args.against {
+    // Before the live side's unlisted resources are set aside: those were matched.
+    let older_matched = !older_objects.is_empty() || !unreadable.is_empty();
+    let (newer_label, mut newer_objects) = match &args.against {
         Some(which) => {
             let newer = store
                 .resolve(&cfg.cluster, Kind::Resources, &which.parse()?)
@@ -118,31 +124,67 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
             let (client, api_server) =
                 lifeboat::kubernetes::client_with_url(&cfg.kubernetes).await?;
             let config_selection = lifeboat::objects::Selection::from(&cfg.resources);
-            let (objects, errors) = lifeboat::source::kube::list_all(
+            let listing = lifeboat::source::kube::list_all(
                 &client,
                 &config_selection,
                 cfg.resources.page_size,
             )
             .await?;
-            for e in errors {
+            for e in listing.errors {
                 not_compared.push(format!("live: {e}"));
             }
+            // What the live side did not list cannot be compared: it is not "removed".
+            let listed: HashSet<&str> = listing.resources.iter().map(String::as_str).collect();
+            let mut unlisted: BTreeMap<String, usize> = BTreeMap::new();
+            older_objects.retain(|_, (key, _)| {
+                let keep = listed.contains(key.as_str());
+                if !keep {
+                    *unlisted.entry(key.clone()).or_default() += 1;
+                }
+                keep
+            });
+            for (key, n) in unlisted {
+                not_compared.push(format!(
+                    "{n} objects of {key}: not listed from the live cluster (excluded by resources.* in the config, or not served)"
+                ));
+            }
             let mut map = BTreeMap::new();
-            for obj in objects {
+            for obj in listing.objects {
                 let key = obj.resource.key();
-                // What the export holds encrypted (no identity) cannot be compared: it is
-                // neither added nor removed.
-                let id = (key.clone(), obj.namespace.clone(), obj.name.clone());
-                if !unreadable.contains(&id)
-                    && selection.accepts(&key, &obj.value)
+                if selection.accepts(&key, &obj.value)
                     && let Some(r) = ObjectRef::of(&obj.value)
                 {
-                    map.insert(r, obj.value);
+                    map.insert(r, (key, obj.value));
                 }
             }
             (format!("live {api_server}"), map)
         }
     };
+    // What either export holds encrypted (no identity) or unreadable cannot be compared: it is
+    // neither added nor removed.
+    for side in [&mut older_objects, &mut newer_objects] {
+        side.retain(|r, (key, _)| {
+            !unreadable.contains(&(key.clone(), r.namespace.clone(), r.name.clone()))
+        });
+    }
+    if selected && !older_matched && newer_objects.is_empty() && unreadable.is_empty() {
+        bail!(
+            "nothing in backup {} or {} matches the selection (--namespace, --resource, --name, --selector); `lifeboat restore resources --to-dir DIR` shows what the backup holds",
+            older.id,
+            match &args.against {
+                Some(_) => format!("backup {}", newer_label),
+                None => "the live cluster".to_string(),
+            }
+        );
+    }
+    let older_objects: BTreeMap<ObjectRef, Value> = older_objects
+        .into_iter()
+        .map(|(r, (_, v))| (r, v))
+        .collect();
+    let newer_objects: BTreeMap<ObjectRef, Value> = newer_objects
+        .into_iter()
+        .map(|(r, (_, v))| (r, v))
+        .collect();
     let options = Options {
         show_secrets: args.show_secrets,
         labels: (older.id.to_string(), newer_label.clone()),
@@ -168,10 +210,13 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
             (Change::Added, _) => println!("+ {} (only in {newer_label})", e.object),
             (Change::Removed, _) => println!("- {} (only in {})", e.object, older.id),
             (Change::Changed, Some(d)) => print!("~ {}\n{d}", e.object),
-            (Change::Changed, None) => println!(
-                "~ {} (contents differ; compared by hash, --show-secrets shows them)",
-                e.object
-            ),
+            (Change::Changed, None) => println!("~ {}", e.object),
+        }
+        if !e.hidden_values.is_empty() {
+            println!(
+                "  values of data keys {} differ (hidden; --identity --show-secrets shows them)",
+                e.hidden_values.join(", ")
+            );
         }
     }
     for n in &not_compared {
@@ -198,7 +243,24 @@ fn identity_of(path: &str) -> Option<(String, Option<String>, String)> {
     Some((key, namespace.map(str::to_string), name.to_string()))
 }
 
-/// The selected objects of one export, keyed by who they are.
+/// Whether an object known only by its archive identity (resource key, namespace, name) may be
+/// selected: labels are unknown, so only resource, namespace and name are checked, as
+/// [`Selection::accepts`] checks them.
+fn selected_by_path(selection: &Selection, id: &(String, Option<String>, String)) -> bool {
+    let (key, namespace, name) = id;
+    let named_resource = selection.resources.contains(key);
+    let in_namespaces = selection.namespaces.is_empty()
+        || match namespace {
+            Some(ns) => selection.namespaces.contains(ns),
+            None if key == "namespaces" => selection.namespaces.contains(name),
+            None => named_resource,
+        };
+    (selection.resources.is_empty() || named_resource)
+        && (selection.names.is_empty() || selection.names.contains(name))
+        && in_namespaces
+}
+
+/// The selected objects of one export, keyed by who they are, with their resource keys.
 async fn from_backup(
     store: &lifeboat::store::Store,
     manifest: &lifeboat::manifest::Manifest,
@@ -206,7 +268,7 @@ async fn from_backup(
     selection: &Selection,
     not_compared: &mut Vec<String>,
     unreadable: &mut HashSet<(String, Option<String>, String)>,
-) -> anyhow::Result<BTreeMap<ObjectRef, Value>> {
+) -> anyhow::Result<BTreeMap<ObjectRef, (String, Value)>> {
     let progress = Arc::new(lifeboat::progress::Progress::default());
     let ticker = super::progress::Ticker::start(
         format!("Downloading backup {}", manifest.id),
@@ -228,12 +290,15 @@ async fn from_backup(
     for input in inputs {
         match input {
             Input::Object(obj) => {
-                if selection.accepts(&obj.resource.key(), &obj.value)
+                let key = obj.resource.key();
+                if selection.accepts(&key, &obj.value)
                     && let Some(r) = ObjectRef::of(&obj.value)
                 {
-                    map.insert(r, obj.value);
+                    map.insert(r, (key, obj.value));
                 }
             }
+            Input::Encrypted { path } | Input::Unreadable { path, .. }
+                if !identity_of(&path).is_some_and(|id| selected_by_path(selection, &id)) => {}
             Input::Encrypted { path } => {
                 encrypted += 1;
                 unreadable.extend(identity_of(&path));

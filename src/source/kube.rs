@@ -557,14 +557,27 @@ impl Sink for Collect {
     }
 }
 
+/// What [`list_all`] listed from the live cluster.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Every object listed, cleaned as the export cleans them.
+    pub objects: Vec<Object>,
+    /// The keys (`plural.group`, or `plural`) of the resources listed, sorted: a resource not
+    /// here was not asked for (excluded by the selection, or not served).
+    pub resources: Vec<String>,
+    /// The resources that could not be listed completely, with why (as index.json records
+    /// them).
+    pub errors: Vec<String>,
+}
+
 /// Every object of the resources `selection` picks, listed from the live cluster and cleaned
-/// as the export cleans them, with the resources that could not be listed completely (their
-/// reasons, as index.json records them).
+/// as the export cleans them, with the resources listed and those that could not be listed
+/// completely.
 pub async fn list_all(
     client: &kube::Client,
     selection: &Selection,
     page_size: u32,
-) -> Result<(Vec<Object>, Vec<String>), Error> {
+) -> Result<Listing, Error> {
     let discovered = discover(client, selection).await?;
     let mut collected = Collect::default();
     let mut errors = Vec::new();
@@ -572,5 +585,9 @@ pub async fn list_all(
         let result = export(client, target, selection, page_size, &mut collected).await?;
         errors.extend(result.error);
     }
-    Ok((collected.0, errors))
+    Ok(Listing {
+        objects: collected.0,
+        resources: discovered.targets.iter().map(|t| t.key.clone()).collect(),
+        errors,
+    })
 }

@@ -544,3 +544,203 @@ async fn diff_shows_exactly_what_changed_between_two_exports_and_against_the_liv
     ]));
     assert_eq!(clean["entries"], serde_json::json!([]), "{clean}");
 }
+
+fn not_compared(report: &Value) -> Vec<String> {
+    report["not_compared"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Regression: with `resources.exclude_resources: [configmaps]`, every ConfigMap of the
+/// export was reported "removed" against live; the encrypted count covered the whole export
+/// whatever the selection; a selection matching nothing printed 0/0/0/0 and exited 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_sets_aside_unlisted_resources_counts_selected_secrets_and_refuses_an_empty_selection()
+{
+    let api = KubeApi::start(Seed::Standard(10));
+    let store = crate::support::tempdir();
+    let lb = exporter(&api, store.path(), "");
+    lb.ok(&["backup", "resources"]);
+    let before = export_ids(&lb)[0].clone();
+
+    // Another config over the same store, excluding configmaps (besides the default events)
+    // from the live listing.
+    let excluding = exporter(
+        &api,
+        store.path(),
+        "  exclude_resources: [events, events.events.k8s.io, configmaps]\n",
+    );
+    let beta_configmaps = api
+        .list("configmaps")
+        .iter()
+        .filter(|o| o["metadata"]["namespace"] == "beta")
+        .count();
+    assert!(beta_configmaps > 0);
+    let live = json(&excluding.ok(&[
+        "diff",
+        "--backup",
+        &before,
+        "--namespace",
+        "beta",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(live["removed"], 0, "{live}");
+    assert_eq!(live["added"], 0, "{live}");
+    assert!(
+        not_compared(&live).contains(&format!(
+            "{beta_configmaps} objects of configmaps: not listed from the live cluster (excluded by resources.* in the config, or not served)"
+        )),
+        "{live}"
+    );
+
+    // Only the encrypted objects the selection picks are counted, on each side.
+    let configmaps = json(&lb.ok(&[
+        "diff",
+        "--backup",
+        &before,
+        "--namespace",
+        "alpha",
+        "--resource",
+        "configmaps",
+        "-o",
+        "json",
+    ]));
+    assert!(
+        !not_compared(&configmaps)
+            .iter()
+            .any(|n| n.contains("encrypted")),
+        "{configmaps}"
+    );
+    let alpha_secrets = api
+        .list("secrets")
+        .iter()
+        .filter(|o| o["metadata"]["namespace"] == "alpha")
+        .count();
+    assert!(alpha_secrets > 0);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    lb.ok(&["backup", "resources"]);
+    let after = export_ids(&lb)[1].clone();
+    let secrets = json(&lb.ok(&[
+        "diff",
+        "--backup",
+        &before,
+        "--against",
+        &after,
+        "--namespace",
+        "alpha",
+        "--resource",
+        "secrets",
+        "-o",
+        "json",
+    ]));
+    for id in [&before, &after] {
+        assert!(
+            not_compared(&secrets).contains(&format!(
+                "{id}: {alpha_secrets} encrypted objects (Secrets) are not compared: pass --identity"
+            )),
+            "{secrets}"
+        );
+    }
+
+    // A selection that matches nothing on either side is refused.
+    let err = lb.fails(&[
+        "diff",
+        "--backup",
+        &before,
+        "--namespace",
+        "no-such-namespace",
+    ]);
+    assert!(
+        err.contains("or the live cluster matches the selection (--namespace, --resource, --name, --selector)"),
+        "{err}"
+    );
+}
+
+/// Regression: a Secret whose labels changed (data unchanged) was reported only as "contents
+/// differ; compared by hash".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_of_a_concealed_secret_shows_its_label_change_and_names_changed_values() {
+    let api = KubeApi::start(Seed::Standard(10));
+    let store = crate::support::tempdir();
+    let lb = exporter(&api, store.path(), "");
+    let Some(kubectl) = kubectl_on(&api, &lb) else {
+        return;
+    };
+    lb.ok(&["backup", "resources"]);
+    let before = export_ids(&lb)[0].clone();
+    let program = kubectl.get_program().to_owned();
+    let kubeconfig_args: Vec<_> = kubectl.get_args().map(|a| a.to_owned()).collect();
+    let kubectl = || {
+        let mut c = Command::new(&program);
+        c.args(&kubeconfig_args);
+        c
+    };
+    run_ok(kubectl().args(["-n", "alpha", "label", "secret", "secret-00003", "tier=db"]));
+    run_ok(kubectl().args([
+        "-n",
+        "alpha",
+        "patch",
+        "secret",
+        "secret-00004",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"password":"c3dvcmRmaXNo"}}"#,
+    ]));
+    let identity = lb.identity.to_str().unwrap().to_string();
+    let args = [
+        "diff",
+        "--backup",
+        &before,
+        "--namespace",
+        "alpha",
+        "--resource",
+        "secrets",
+        "--identity",
+        &identity,
+    ];
+    let report = json(&lb.ok(&[&args[..], &["-o", "json"]].concat()));
+    assert_eq!(
+        names(&report, "changed"),
+        ["Secret secret-00003", "Secret secret-00004"],
+        "{report}"
+    );
+    let entries = report["entries"].as_array().unwrap();
+    let labelled = &entries[0];
+    assert_eq!(labelled["concealed"], true);
+    let d = labelled["diff"].as_str().unwrap();
+    assert!(d.contains("+    tier: db"), "{d}");
+    assert!(labelled.get("hidden_values").is_none(), "{labelled}");
+    let valued = &entries[1];
+    assert!(valued.get("diff").is_none(), "{valued}");
+    assert_eq!(valued["hidden_values"], serde_json::json!(["password"]));
+    let text = lb.ok(&args);
+    assert!(
+        text.contains(
+            "values of data keys password differ (hidden; --identity --show-secrets shows them)"
+        ),
+        "{text}"
+    );
+    for value in api
+        .list("secrets")
+        .iter()
+        .filter(|o| o["metadata"]["namespace"] == "alpha")
+        .flat_map(|o| {
+            o["data"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+                .into_values()
+        })
+    {
+        let value = value.as_str().unwrap().to_string();
+        assert!(
+            !report.to_string().contains(&value) && !text.contains(&value),
+            "no Secret value in the report: {value}"
+        );
+    }
+    assert!(!report.to_string().contains("c3dvcmRmaXNo") && !text.contains("c3dvcmRmaXNo"));
+}
