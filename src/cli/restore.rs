@@ -43,19 +43,19 @@ pub struct ResourcesArgs {
     #[arg(long)]
     pub to_dir: Option<PathBuf>,
     /// Apply the objects to the cluster of `kubernetes:` in the config, with server-side apply,
-    /// in dependency order (docs/RESTORE.md).
+    /// in dependency order (docs/RESTORE-RESOURCES.md).
     #[arg(long)]
     pub apply: bool,
     /// With --apply: send every write with dryRun=All, so the API server checks and admits
     /// everything and stores nothing.
-    #[arg(long, requires = "apply")]
+    #[arg(long)]
     pub dry_run: bool,
     /// With --apply: what to do with an object that exists in the cluster: leave it alone and
     /// show how it differs (skip), or apply the backup's version over it (update).
-    #[arg(long, value_enum, default_value_t = ExistingArg::Skip, requires = "apply")]
+    #[arg(long, value_enum, default_value_t = ExistingArg::Skip)]
     pub existing: ExistingArg,
     /// With --apply --existing update: take over fields another field manager owns.
-    #[arg(long, requires = "apply")]
+    #[arg(long)]
     pub force_conflicts: bool,
     /// Only these namespaces (repeat the option for several); their Namespace objects too.
     #[arg(long)]
@@ -64,18 +64,48 @@ pub struct ResourcesArgs {
     #[arg(long)]
     pub resource: Vec<String>,
     /// Only objects with these names (repeatable).
-    #[arg(long, requires = "apply")]
+    #[arg(long)]
     pub name: Vec<String>,
     /// Only objects whose labels match, as kubectl writes it: app=web,tier!=db.
-    #[arg(long, short = 'l', requires = "apply")]
+    #[arg(long, short = 'l')]
     pub selector: Option<String>,
     /// Restore namespace OLD into NEW (OLD=NEW, repeatable).
-    #[arg(long, requires = "apply")]
+    #[arg(long)]
     pub namespace_mapping: Vec<String>,
     /// age identity: decrypt Secrets (and other encrypted objects). Without it, --apply skips
     /// them and lists them.
     #[arg(long, short)]
     pub identity: Option<PathBuf>,
+}
+
+// The options above that only --apply honours are checked by [`check_options`], not by clap's
+// `requires = "apply"`: `--apply` is a flag with a default (false), so clap counts it as always
+// present and `requires` never fires.
+
+/// Refuses an option the chosen destination would ignore, naming it (pure: no I/O).
+fn check_options(args: &ResourcesArgs) -> Result<(), String> {
+    if !args.apply {
+        let ignored = [
+            ("--dry-run", args.dry_run),
+            ("--existing update", args.existing == ExistingArg::Update),
+            ("--force-conflicts", args.force_conflicts),
+            ("--name", !args.name.is_empty()),
+            ("--selector", args.selector.is_some()),
+            ("--namespace-mapping", !args.namespace_mapping.is_empty()),
+        ];
+        if let Some((option, _)) = ignored.iter().find(|(_, given)| *given) {
+            return Err(format!(
+                "{option} needs --apply: --to-dir only writes the backup's YAML files, so drop {option} or use --apply instead of --to-dir"
+            ));
+        }
+    }
+    if args.force_conflicts && args.existing != ExistingArg::Update {
+        return Err(
+            "--force-conflicts needs --existing update: it only matters when lifeboat applies over existing objects"
+                .to_string(),
+        );
+    }
+    Ok(())
 }
 
 /// `--existing`.
@@ -163,6 +193,9 @@ struct ResourcesReport<'a> {
 
 /// Runs `restore`.
 pub async fn run(config: &Path, output: Output, target: Target) -> anyhow::Result<()> {
+    if let Target::Resources(args) = &target {
+        check_options(args).map_err(anyhow::Error::msg)?;
+    }
     let args = match target {
         Target::Etcd(args) => args,
         Target::Resources(args) if args.apply => {
@@ -598,9 +631,27 @@ async fn restore_resources(
             to_dir.display()
         );
     }
-    println!(
-        "Apply with: kubectl apply --server-side -R -f {}",
-        to_dir.display()
-    );
+    if let Some(hint) = kubectl_hint(to_dir) {
+        println!("{hint}");
+    }
     Ok(())
+}
+
+/// The kubectl commands that apply a `--to-dir` tree: `cluster/` first, in its own command, so
+/// that Namespaces and CustomResourceDefinitions exist before the objects in `namespaces/`
+/// (`-R -f DIR` alone would also read `DIR/index.json`, which is no Kubernetes object).
+fn kubectl_hint(to_dir: &Path) -> Option<String> {
+    let commands: Vec<String> = ["cluster", "namespaces"]
+        .iter()
+        .map(|part| to_dir.join(part))
+        .filter(|dir| dir.is_dir())
+        .map(|dir| format!("kubectl apply --server-side -R -f {}", dir.display()))
+        .collect();
+    if commands.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "Apply with: {} (or, better, `lifeboat restore resources --apply`, which applies in dependency order and waits for CRDs).",
+        commands.join(" && ")
+    ))
 }

@@ -6,6 +6,7 @@ mod support;
 
 mod apply;
 mod cli_json;
+mod cli_misc;
 mod config_examples;
 mod deploy;
 mod dockerfile;
