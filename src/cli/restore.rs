@@ -219,19 +219,38 @@ pub async fn run(config: &Path, output: Output, target: Target) -> anyhow::Resul
                 &args.backup.selector()?,
             )
             .await?;
+        let partial = partial_path(to_file);
+        if !to_file.exists() {
+            remove_stale_partial(&partial)?;
+        }
+        let interrupted = signals()?;
         let progress = Arc::new(lifeboat::progress::Progress::default());
         let ticker = super::progress::Ticker::start(
             format!("Downloading backup {}", manifest.id),
             progress.clone(),
         );
-        let outcome = lifeboat::restore::fetch_with_progress(
+        let fetch = lifeboat::restore::fetch_with_progress(
             &store,
             &manifest,
             identities,
             Some(to_file),
             progress,
-        )
-        .await;
+        );
+        // fetch removes its partial file when it fails; a signal would end the process with
+        // the decrypted partial snapshot left behind, so it is removed here before exiting.
+        let outcome = tokio::select! {
+            outcome = fetch => outcome,
+            (name, code) = interrupted => {
+                ticker.finish().await;
+                let removed = std::fs::remove_file(&partial).is_ok();
+                eprintln!(
+                    "{name} received: download stopped, {} removed, nothing written to {}.",
+                    if removed { partial.display().to_string() } else { "no partial file".to_string() },
+                    to_file.display()
+                );
+                std::process::exit(code);
+            }
+        };
         ticker.finish().await;
         let outcome = outcome?;
         if output == Output::Json {
@@ -256,6 +275,58 @@ pub async fn run(config: &Path, output: Output, target: Target) -> anyhow::Resul
         return Ok(());
     }
     guided_restore(&cfg, args, identities).await
+}
+
+/// Where fetch writes before the snapshot is verified (restore::fetch's `<file>.lifeboat-partial`).
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lifeboat-partial");
+    path.with_file_name(name)
+}
+
+/// Removes `partial` if it is what an interrupted lifeboat download leaves (a regular file of
+/// this user, owner-only, as fetch creates it); refuses anything else rather than deleting a
+/// file lifeboat did not write.
+fn remove_stale_partial(partial: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::symlink_metadata(partial) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot inspect {}", partial.display())),
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if !meta.file_type().is_file() || meta.uid() != uid || meta.mode() & 0o777 != 0o600 {
+        bail!(
+            "{} exists and is not a download lifeboat left (a regular, owner-only file of this user): move it away, or choose another --to-file",
+            partial.display()
+        );
+    }
+    std::fs::remove_file(partial).with_context(|| {
+        format!(
+            "cannot remove {}, left by an interrupted download",
+            partial.display()
+        )
+    })?;
+    tracing::info!(
+        path = %partial.display(),
+        "Removed the partial file an interrupted download left (owner-only, this user's) before downloading again."
+    );
+    Ok(())
+}
+
+/// Resolves with the signal's name and the shell's exit code for it at the first SIGINT or
+/// SIGTERM; the handlers are installed now, before the future is first polled.
+fn signals() -> anyhow::Result<impl std::future::Future<Output = (&'static str, i32)>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => ("SIGINT", 130),
+            _ = term.recv() => ("SIGTERM", 143),
+        }
+    })
 }
 
 /// Where the guided restore's snapshot comes from, which decides what happens to the file.
