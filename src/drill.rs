@@ -23,6 +23,22 @@ pub enum Error {
         "no etcd binary in {dir}: set drill.etcd_bin_dir or pass --etcd-bin-dir with the directory holding etcd and etcdutl"
     )]
     NoEtcd { dir: String },
+    #[error(
+        "neither etcdutl nor etcdctl is in {dir} or on PATH: set drill.etcd_bin_dir or pass --etcd-bin-dir with the directory holding etcd and etcdutl"
+    )]
+    NoTool { dir: String },
+    #[error(
+        "{tool} is not usable ({reason}): set drill.etcd_bin_dir or pass --etcd-bin-dir with a directory holding a working etcd and etcdutl"
+    )]
+    ToolUnusable { tool: String, reason: &'static str },
+    #[error(
+        "cannot run {tool}: set drill.etcd_bin_dir or pass --etcd-bin-dir with a directory holding a working etcd and etcdutl"
+    )]
+    ToolRun {
+        tool: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Tool(#[from] etcdutl::Error),
     #[error(transparent)]
@@ -210,7 +226,15 @@ pub async fn run_with_progress(
         .iter()
         .map(|t| bin_dir.join(t))
         .find(|p| p.is_file());
-    let mut tool = Tool::find(etcdutl.as_deref())?;
+    // etcdutl's own errors name `restore etcd`'s --etcdutl, which the drill does not have.
+    let mut tool = Tool::find(etcdutl.as_deref()).map_err(|e| match e {
+        etcdutl::Error::NotFound => Error::NoTool {
+            dir: bin_dir.display().to_string(),
+        },
+        etcdutl::Error::Unusable { tool, reason } => Error::ToolUnusable { tool, reason },
+        etcdutl::Error::Run { tool, source } => Error::ToolRun { tool, source },
+        other => Error::Tool(other),
+    })?;
     // A drill compares history at the recorded revision: no revision bump, no compaction.
     tool.can_bump_revision = false;
     let work = TempDir::new().map_err(local("create a work directory"))?;

@@ -72,7 +72,7 @@ pub enum Error {
         why: NoIdentity,
     },
     #[error(
-        "{path} already exists: choose another --output, or remove it if the key in it is no longer needed"
+        "{path} already exists: choose another --output-file (or FILE argument), or remove it if the key in it is no longer needed"
     )]
     Exists { path: PathBuf },
     #[error("cannot write {path}: {source}")]

@@ -7,23 +7,24 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{BackupArg, KindArg, Output};
+use super::{KindArg, Output};
 
 /// Examples shown after `lifeboat delete --help`.
 pub const EXAMPLES: &str = "Examples:\n  lifeboat delete 20261202T101500Z-1a2b3c4d5e6f7a8b\n  lifeboat delete --backup 20261202T101500Z-1a2b3c4d5e6f7a8b --kind resources -o json\n  lifeboat delete latest --force      # even the newest full backup";
 
+// The backup is required, as ID or as --backup ID: unlike the other commands, delete has no
+// `latest` default (a bare `lifeboat delete` would otherwise delete the newest backup).
 /// Arguments of `delete`.
 #[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).args(["positional", "named"]))]
 pub struct Args {
-    /// The backup, as with --backup: an id from `lifeboat list` (or `latest`, with --force).
-    #[arg(
-        value_name = "ID",
-        conflicts_with = "named",
-        required_unless_present = "named"
-    )]
+    /// The backup (required, here or as --backup): an id from `lifeboat list` (or `latest`,
+    /// with --force).
+    #[arg(value_name = "ID")]
     pub positional: Option<String>,
-    #[command(flatten)]
-    pub backup: BackupArg,
+    /// The same as ID, as an option.
+    #[arg(long = "backup", value_name = "ID")]
+    pub named: Option<String>,
     /// Which kind of backup.
     #[arg(long, value_enum, default_value_t = KindArg::Etcd)]
     pub kind: KindArg,
@@ -72,10 +73,12 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
     let cfg = super::load_config(config)?;
     let store = super::open_store(&cfg)?;
     let kind = args.kind.into();
+    // clap's required group "which" guarantees exactly one of them.
     let which = args
         .positional
         .as_deref()
-        .unwrap_or_else(|| args.backup.which());
+        .or(args.named.as_deref())
+        .unwrap_or_default();
     let manifest = store.resolve(&cfg.cluster, kind, &which.parse()?).await?;
     let listing = store.list(&cfg.cluster, kind).await?;
     let newest = is_newest_full(&listing.complete, manifest.id.as_str());

@@ -43,19 +43,19 @@ pub struct ResourcesArgs {
     #[arg(long)]
     pub to_dir: Option<PathBuf>,
     /// Apply the objects to the cluster of `kubernetes:` in the config, with server-side apply,
-    /// in dependency order (docs/RESTORE.md).
+    /// in dependency order (docs/RESTORE-RESOURCES.md).
     #[arg(long)]
     pub apply: bool,
     /// With --apply: send every write with dryRun=All, so the API server checks and admits
     /// everything and stores nothing.
-    #[arg(long, requires = "apply")]
+    #[arg(long)]
     pub dry_run: bool,
     /// With --apply: what to do with an object that exists in the cluster: leave it alone and
     /// show how it differs (skip), or apply the backup's version over it (update).
-    #[arg(long, value_enum, default_value_t = ExistingArg::Skip, requires = "apply")]
+    #[arg(long, value_enum, default_value_t = ExistingArg::Skip)]
     pub existing: ExistingArg,
     /// With --apply --existing update: take over fields another field manager owns.
-    #[arg(long, requires = "apply")]
+    #[arg(long)]
     pub force_conflicts: bool,
     /// Only these namespaces (repeat the option for several); their Namespace objects too.
     #[arg(long)]
@@ -64,18 +64,48 @@ pub struct ResourcesArgs {
     #[arg(long)]
     pub resource: Vec<String>,
     /// Only objects with these names (repeatable).
-    #[arg(long, requires = "apply")]
+    #[arg(long)]
     pub name: Vec<String>,
     /// Only objects whose labels match, as kubectl writes it: app=web,tier!=db.
-    #[arg(long, short = 'l', requires = "apply")]
+    #[arg(long, short = 'l')]
     pub selector: Option<String>,
     /// Restore namespace OLD into NEW (OLD=NEW, repeatable).
-    #[arg(long, requires = "apply")]
+    #[arg(long)]
     pub namespace_mapping: Vec<String>,
     /// age identity: decrypt Secrets (and other encrypted objects). Without it, --apply skips
     /// them and lists them.
     #[arg(long, short)]
     pub identity: Option<PathBuf>,
+}
+
+// The options above that only --apply honours are checked by [`check_options`], not by clap's
+// `requires = "apply"`: `--apply` is a flag with a default (false), so clap counts it as always
+// present and `requires` never fires.
+
+/// Refuses an option the chosen destination would ignore, naming it (pure: no I/O).
+fn check_options(args: &ResourcesArgs) -> Result<(), String> {
+    if !args.apply {
+        let ignored = [
+            ("--dry-run", args.dry_run),
+            ("--existing update", args.existing == ExistingArg::Update),
+            ("--force-conflicts", args.force_conflicts),
+            ("--name", !args.name.is_empty()),
+            ("--selector", args.selector.is_some()),
+            ("--namespace-mapping", !args.namespace_mapping.is_empty()),
+        ];
+        if let Some((option, _)) = ignored.iter().find(|(_, given)| *given) {
+            return Err(format!(
+                "{option} needs --apply: --to-dir only writes the backup's YAML files, so drop {option} or use --apply instead of --to-dir"
+            ));
+        }
+    }
+    if args.force_conflicts && args.existing != ExistingArg::Update {
+        return Err(
+            "--force-conflicts needs --existing update: it only matters when lifeboat applies over existing objects"
+                .to_string(),
+        );
+    }
+    Ok(())
 }
 
 /// `--existing`.
@@ -163,6 +193,9 @@ struct ResourcesReport<'a> {
 
 /// Runs `restore`.
 pub async fn run(config: &Path, output: Output, target: Target) -> anyhow::Result<()> {
+    if let Target::Resources(args) = &target {
+        check_options(args).map_err(anyhow::Error::msg)?;
+    }
     let args = match target {
         Target::Etcd(args) => args,
         Target::Resources(args) if args.apply => {
@@ -186,19 +219,38 @@ pub async fn run(config: &Path, output: Output, target: Target) -> anyhow::Resul
                 &args.backup.selector()?,
             )
             .await?;
+        let partial = partial_path(to_file);
+        if !to_file.exists() {
+            remove_stale_partial(&partial)?;
+        }
+        let interrupted = signals()?;
         let progress = Arc::new(lifeboat::progress::Progress::default());
         let ticker = super::progress::Ticker::start(
             format!("Downloading backup {}", manifest.id),
             progress.clone(),
         );
-        let outcome = lifeboat::restore::fetch_with_progress(
+        let fetch = lifeboat::restore::fetch_with_progress(
             &store,
             &manifest,
             identities,
             Some(to_file),
             progress,
-        )
-        .await;
+        );
+        // fetch removes its partial file when it fails; a signal would end the process with
+        // the decrypted partial snapshot left behind, so it is removed here before exiting.
+        let outcome = tokio::select! {
+            outcome = fetch => outcome,
+            (name, code) = interrupted => {
+                ticker.finish().await;
+                let removed = std::fs::remove_file(&partial).is_ok();
+                eprintln!(
+                    "{name} received: download stopped, {} removed, nothing written to {}.",
+                    if removed { partial.display().to_string() } else { "no partial file".to_string() },
+                    to_file.display()
+                );
+                std::process::exit(code);
+            }
+        };
         ticker.finish().await;
         let outcome = outcome?;
         if output == Output::Json {
@@ -223,6 +275,58 @@ pub async fn run(config: &Path, output: Output, target: Target) -> anyhow::Resul
         return Ok(());
     }
     guided_restore(&cfg, args, identities).await
+}
+
+/// Where fetch writes before the snapshot is verified (restore::fetch's `<file>.lifeboat-partial`).
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lifeboat-partial");
+    path.with_file_name(name)
+}
+
+/// Removes `partial` if it is what an interrupted lifeboat download leaves (a regular file of
+/// this user, owner-only, as fetch creates it); refuses anything else rather than deleting a
+/// file lifeboat did not write.
+fn remove_stale_partial(partial: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::symlink_metadata(partial) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot inspect {}", partial.display())),
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if !meta.file_type().is_file() || meta.uid() != uid || meta.mode() & 0o777 != 0o600 {
+        bail!(
+            "{} exists and is not a download lifeboat left (a regular, owner-only file of this user): move it away, or choose another --to-file",
+            partial.display()
+        );
+    }
+    std::fs::remove_file(partial).with_context(|| {
+        format!(
+            "cannot remove {}, left by an interrupted download",
+            partial.display()
+        )
+    })?;
+    tracing::info!(
+        path = %partial.display(),
+        "Removed the partial file an interrupted download left (owner-only, this user's) before downloading again."
+    );
+    Ok(())
+}
+
+/// Resolves with the signal's name and the shell's exit code for it at the first SIGINT or
+/// SIGTERM; the handlers are installed now, before the future is first polled.
+fn signals() -> anyhow::Result<impl std::future::Future<Output = (&'static str, i32)>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => ("SIGINT", 130),
+            _ = term.recv() => ("SIGTERM", 143),
+        }
+    })
 }
 
 /// Where the guided restore's snapshot comes from, which decides what happens to the file.
@@ -598,9 +702,27 @@ async fn restore_resources(
             to_dir.display()
         );
     }
-    println!(
-        "Apply with: kubectl apply --server-side -R -f {}",
-        to_dir.display()
-    );
+    if let Some(hint) = kubectl_hint(to_dir) {
+        println!("{hint}");
+    }
     Ok(())
+}
+
+/// The kubectl commands that apply a `--to-dir` tree: `cluster/` first, in its own command, so
+/// that Namespaces and CustomResourceDefinitions exist before the objects in `namespaces/`
+/// (`-R -f DIR` alone would also read `DIR/index.json`, which is no Kubernetes object).
+fn kubectl_hint(to_dir: &Path) -> Option<String> {
+    let commands: Vec<String> = ["cluster", "namespaces"]
+        .iter()
+        .map(|part| to_dir.join(part))
+        .filter(|dir| dir.is_dir())
+        .map(|dir| format!("kubectl apply --server-side -R -f {}", dir.display()))
+        .collect();
+    if commands.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "Apply with: {} (or, better, `lifeboat restore resources --apply`, which applies in dependency order and waits for CRDs).",
+        commands.join(" && ")
+    ))
 }

@@ -59,6 +59,15 @@ fn bad_values_name_file_line_column_field_and_the_fix() {
             "cluster: p\nstorage:\n  url: file://relative/dir\nencryption: {allow_unencrypted: true}\n",
             "lifeboat.yaml:3:8: storage.url: \"file://relative/dir\" is not a file URL with an absolute directory",
         ),
+        // Regression: `file:relative-dir` was accepted and wrote to /relative-dir.
+        (
+            "cluster: p\nstorage:\n  url: file:relative-dir\nencryption: {allow_unencrypted: true}\n",
+            "lifeboat.yaml:3:8: storage.url: \"file:relative-dir\" is not a file URL with an absolute directory: use file:///var/backups/lifeboat (three slashes)",
+        ),
+        (
+            "cluster: p\nstorage:\n  url: file:/var/backups\nencryption: {allow_unencrypted: true}\n",
+            "lifeboat.yaml:3:8: storage.url: \"file:/var/backups\" is not a file URL with an absolute directory",
+        ),
         (
             "cluster: p\nstorage:\n  url: s3://b\n  s3:\n    endpoint: http://minio:9000\nencryption: {allow_unencrypted: true}\n",
             "lifeboat.yaml:5:15: storage.s3.endpoint: \"http://minio:9000\" is plain http: set storage.s3.allow_http: true",

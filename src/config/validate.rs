@@ -334,7 +334,16 @@ impl Validator<'_> {
                 }
             }
             "file" => {
-                if url.host_str().is_some_and(|h| !h.is_empty()) || url.path().len() <= 1 {
+                // The URL parser reads `file:dir` and `file:/dir` as file:///dir: a relative
+                // path would silently land at the filesystem root, so the text must be the
+                // absolute form itself.
+                let absolute_form = text
+                    .get(..8)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("file:///"));
+                if !absolute_form
+                    || url.host_str().is_some_and(|h| !h.is_empty())
+                    || url.path().len() <= 1
+                {
                     return Err(self.invalid(&raw.url, "storage.url", format!("\"{text}\" is not a file URL with an absolute directory: use file:///var/backups/lifeboat (three slashes)")));
                 }
             }

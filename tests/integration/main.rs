@@ -7,6 +7,7 @@ mod support;
 mod apply;
 mod apply_edges;
 mod cli_json;
+mod cli_misc;
 mod config_examples;
 mod deploy;
 mod dockerfile;
