@@ -11,7 +11,6 @@ use tracing_subscriber::EnvFilter;
 use cli::{Cli, Command, LogFormat, Output};
 
 fn main() -> ExitCode {
-    restore_sigpipe();
     let cli = match Cli::from_arg_matches(&cli::command().get_matches()) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -61,18 +60,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             no_json(output, "completions", "it prints a shell script")?;
             cli::completions::run(args)
         }
-    }
-}
-
-/// Lets a closed stdout (`lifeboat diff | head -1`) end the process quietly, as it does any
-/// Unix filter, instead of `println!` panicking with "Broken pipe". Rust ignores SIGPIPE by
-/// default; the default action is safe here because network writes use `send(MSG_NOSIGNAL)`
-/// (std's TcpStream on Linux), so only a pipe lifeboat writes to can raise it, and lifeboat
-/// writes to no child's stdin.
-fn restore_sigpipe() {
-    // SAFETY: called first in main, before any other thread exists; SIG_DFL is a valid action.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
