@@ -278,6 +278,17 @@ pub fn resource_of(path: &str) -> Option<(Option<&str>, String)> {
     Some((namespace, resource_key(group, resource)))
 }
 
+/// The namespace, resource key and name of an object's archive path (`None` for a path that
+/// is not an object's): [`resource_of`] plus the file name without `.yaml` / `.yaml.age`.
+pub fn identity_of(path: &str) -> Option<(Option<&str>, String, &str)> {
+    let (namespace, key) = resource_of(path)?;
+    let file = path.rsplit('/').next()?;
+    let name = file
+        .strip_suffix(".yaml.age")
+        .or_else(|| file.strip_suffix(".yaml"))?;
+    Some((namespace, key, name))
+}
+
 /// Which objects a restore (and later apply and diff) picks out of an export: a namespace and
 /// a resource given on the command line.
 #[derive(Debug, Clone, Default)]

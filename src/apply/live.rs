@@ -206,12 +206,8 @@ pub enum Input {
 /// Who an object is, from its archive path alone (its kind is not in the path: the resource
 /// key stands in for it).
 fn ref_from_path(path: &str) -> (String, ObjectRef) {
-    let (namespace, key) = crate::objects::resource_of(path).unwrap_or((None, String::new()));
-    let file = path.rsplit('/').next().unwrap_or(path);
-    let name = file
-        .strip_suffix(".yaml.age")
-        .or_else(|| file.strip_suffix(".yaml"))
-        .unwrap_or(file);
+    let (namespace, key, name) =
+        crate::objects::identity_of(path).unwrap_or((None, String::new(), path));
     let group = key
         .split_once('.')
         .map(|(_, g)| g.to_string())
@@ -398,16 +394,9 @@ pub async fn apply(
     report
 }
 
-/// Whether an object known only by its archive path may be selected: labels are unknown, so
-/// only namespace, resource and name are checked.
 fn selected_by_path(selection: &Selection, path: &str) -> bool {
-    let (resource, r) = ref_from_path(path);
-    (selection.namespaces.is_empty()
-        || r.namespace
-            .as_ref()
-            .is_some_and(|ns| selection.namespaces.contains(ns)))
-        && (selection.names.is_empty() || selection.names.contains(&r.name))
-        && (selection.resources.is_empty() || selection.resources.contains(&resource))
+    crate::objects::identity_of(path)
+        .is_some_and(|(namespace, key, name)| selection.accepts_identity(&key, namespace, name))
 }
 
 /// An object to apply: its resource key, who it is, what is sent, and what was removed.

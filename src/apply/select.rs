@@ -200,31 +200,59 @@ impl Selection {
         let Some(r) = ObjectRef::of(obj) else {
             return false;
         };
+        let is_namespace = r.group.is_empty() && r.kind == "Namespace";
+        match self.by_identity(resource_key, r.namespace.as_deref(), &r.name, is_namespace) {
+            Some(always) => always,
+            None => self.selector.matches(obj),
+        }
+    }
+
+    /// Whether an object known only by its archive path (resource key, namespace, name; its
+    /// labels unknown, an encrypted or unreadable entry) may be selected: the same rules as
+    /// [`Selection::accepts`] without the label selector.
+    pub fn accepts_identity(
+        &self,
+        resource_key: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> bool {
+        let is_namespace = resource_key == "namespaces" && namespace.is_none();
+        self.by_identity(resource_key, namespace, name, is_namespace)
+            .unwrap_or(true)
+    }
+
+    /// The rules on who an object is: `Some(true)` selected whatever its labels (a selected
+    /// namespace's own Namespace object), `Some(false)` not selected, `None` selected if its
+    /// labels match.
+    fn by_identity(
+        &self,
+        resource_key: &str,
+        namespace: Option<&str>,
+        name: &str,
+        is_namespace: bool,
+    ) -> Option<bool> {
         // A selected namespace's own Namespace object comes along whatever the other filters
         // say: without it nothing in a deleted namespace can be restored.
-        if r.group.is_empty() && r.kind == "Namespace" && self.namespaces.contains(&r.name) {
-            return true;
+        if is_namespace && self.namespaces.iter().any(|n| n == name) {
+            return Some(true);
         }
         let named_resource = self.resources.iter().any(|k| k == resource_key);
         if !self.resources.is_empty() && !named_resource {
-            return false;
+            return Some(false);
         }
-        if !self.names.is_empty() && !self.names.contains(&r.name) {
-            return false;
+        if !self.names.is_empty() && !self.names.iter().any(|n| n == name) {
+            return Some(false);
         }
         if !self.namespaces.is_empty() {
-            let in_namespaces = match &r.namespace {
-                Some(ns) => self.namespaces.contains(ns),
-                None if r.group.is_empty() && r.kind == "Namespace" => {
-                    self.namespaces.contains(&r.name)
-                }
+            let in_namespaces = match namespace {
+                Some(ns) => self.namespaces.iter().any(|n| n == ns),
                 None => named_resource,
             };
             if !in_namespaces {
-                return false;
+                return Some(false);
             }
         }
-        self.selector.matches(obj)
+        None
     }
 }
 

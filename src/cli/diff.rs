@@ -233,31 +233,11 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
     Ok(())
 }
 
-/// (resource key, namespace, name) of an archive path.
+/// (resource key, namespace, name) of an archive path, owned, for the set of objects that
+/// cannot be compared.
 fn identity_of(path: &str) -> Option<(String, Option<String>, String)> {
-    let (namespace, key) = lifeboat::objects::resource_of(path)?;
-    let file = path.rsplit('/').next()?;
-    let name = file
-        .strip_suffix(".yaml.age")
-        .or_else(|| file.strip_suffix(".yaml"))?;
+    let (namespace, key, name) = lifeboat::objects::identity_of(path)?;
     Some((key, namespace.map(str::to_string), name.to_string()))
-}
-
-/// Whether an object known only by its archive identity (resource key, namespace, name) may be
-/// selected: labels are unknown, so only resource, namespace and name are checked, as
-/// [`Selection::accepts`] checks them.
-fn selected_by_path(selection: &Selection, id: &(String, Option<String>, String)) -> bool {
-    let (key, namespace, name) = id;
-    let named_resource = selection.resources.contains(key);
-    let in_namespaces = selection.namespaces.is_empty()
-        || match namespace {
-            Some(ns) => selection.namespaces.contains(ns),
-            None if key == "namespaces" => selection.namespaces.contains(name),
-            None => named_resource,
-        };
-    (selection.resources.is_empty() || named_resource)
-        && (selection.names.is_empty() || selection.names.contains(name))
-        && in_namespaces
 }
 
 /// The selected objects of one export, keyed by who they are, with their resource keys.
@@ -298,7 +278,9 @@ async fn from_backup(
                 }
             }
             Input::Encrypted { path } | Input::Unreadable { path, .. }
-                if !identity_of(&path).is_some_and(|id| selected_by_path(selection, &id)) => {}
+                if !lifeboat::objects::identity_of(&path).is_some_and(
+                    |(namespace, key, name)| selection.accepts_identity(&key, namespace, name),
+                ) => {}
             Input::Encrypted { path } => {
                 encrypted += 1;
                 unreadable.extend(identity_of(&path));
