@@ -41,6 +41,7 @@ works moto_server --help || pip_pkgs+=('moto[server]')
 works kubernetes-validate --version || pip_pkgs+=(kubernetes-validate)
 # An independent JSON Schema validator for config/lifeboat.schema.json and config/*.yaml.
 works check-jsonschema --version || pip_pkgs+=(check-jsonschema)
+works python3 -c 'import nacl.secret, cryptography' || pip_pkgs+=(pynacl cryptography)
 if [ ${#pip_pkgs[@]} -gt 0 ]; then
   echo "install-test-deps: pip install ${pip_pkgs[*]}"
   python3 -m pip install -q "${pip_pkgs[@]}" || python3 -m pip install -q --break-system-packages "${pip_pkgs[@]}"

@@ -20,10 +20,13 @@ pub mod source;
 pub mod store;
 
 // Getting backups back and using them: download and verify, the guided etcd restore, drills,
-// applying objects to a cluster and diffing them, retention's deletions.
+// applying objects to a cluster and diffing them, reading objects out of etcd snapshots,
+// retention's deletions.
 pub mod apply;
 pub mod drill;
 pub mod prune;
+/// Objects read straight out of an etcd snapshot (no API server, no running etcd).
+pub mod registry;
 pub mod restore;
 
 // The long-running service: the job runner, leader election, /metrics and health.

@@ -69,14 +69,19 @@ pub async fn run(config: &Path, output: Output, args: ResourcesArgs) -> anyhow::
         dry_run: args.dry_run,
         force_conflicts: args.force_conflicts,
     };
-    let store = super::open_store(&cfg)?;
-    let manifest = store
-        .resolve(
-            &cfg.cluster,
-            lifeboat::manifest::Kind::Resources,
-            &args.backup.selector()?,
-        )
-        .await?;
+    let export = if args.etcd.from_etcd {
+        None
+    } else {
+        let store = super::open_store(&cfg)?;
+        let manifest = store
+            .resolve(
+                &cfg.cluster,
+                lifeboat::manifest::Kind::Resources,
+                &args.backup.selector()?,
+            )
+            .await?;
+        Some((store, manifest))
+    };
     let (client, api_server) = lifeboat::kubernetes::client_with_url(&cfg.kubernetes).await?;
     // One clear failure when the cluster is unreachable, before the backup is downloaded and
     // instead of one per object.
@@ -95,26 +100,46 @@ pub async fn run(config: &Path, output: Output, args: ResourcesArgs) -> anyhow::
             );
         }
     }
-    eprintln!(
-        "Reading backup {} (taken {}) and verifying it before anything is applied.",
-        manifest.id,
-        manifest.started_at.format("%Y-%m-%d %H:%M:%S UTC")
-    );
-    let downloaded = Arc::new(Progress::default());
-    let ticker = super::progress::Ticker::start(
-        format!("Downloading backup {}", manifest.id),
-        downloaded.clone(),
-    );
-    let inputs = lifeboat::restore::resources::objects(
-        &store,
-        &manifest,
-        identities,
-        lifeboat::objects::Filter::default(),
-        downloaded,
-    )
-    .await;
-    ticker.finish().await;
-    let inputs = inputs.with_context(|| format!("backup {} cannot be applied", manifest.id))?;
+    let (label, id, inputs) = match export {
+        Some((store, manifest)) => {
+            eprintln!(
+                "Reading backup {} (taken {}) and verifying it before anything is applied.",
+                manifest.id,
+                manifest.started_at.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+            let downloaded = Arc::new(Progress::default());
+            let ticker = super::progress::Ticker::start(
+                format!("Downloading backup {}", manifest.id),
+                downloaded.clone(),
+            );
+            let inputs = lifeboat::restore::resources::objects(
+                &store,
+                &manifest,
+                identities,
+                lifeboat::objects::Filter::default(),
+                downloaded,
+            )
+            .await;
+            ticker.finish().await;
+            let inputs =
+                inputs.with_context(|| format!("backup {} cannot be applied", manifest.id))?;
+            (
+                format!("backup {}", manifest.id),
+                manifest.id.to_string(),
+                inputs,
+            )
+        }
+        None => {
+            let snapshot =
+                super::from_etcd::snapshot(Some(&cfg), &args.backup, &args.etcd, identities)
+                    .await?;
+            let options = super::from_etcd::options(&args.etcd, request.selection.clone())?;
+            let (inputs, report) = super::from_etcd::inputs(&snapshot, options).await?;
+            super::from_etcd::print_summary(&snapshot, &report);
+            let id = snapshot.id.clone();
+            (snapshot.label.clone(), id, inputs)
+        }
+    };
     for source in request.mapping.sources() {
         let held = inputs.iter().any(|i| match i {
             live::Input::Object(o) => o.namespace.as_deref() == Some(source),
@@ -122,19 +147,17 @@ pub async fn run(config: &Path, output: Output, args: ResourcesArgs) -> anyhow::
         });
         if !held {
             bail!(
-                "--namespace-mapping renames {source:?}, but backup {} holds no objects in namespace {source:?}: check the spelling (lifeboat restore resources --to-dir DIR shows what it holds)",
-                manifest.id
+                "--namespace-mapping renames {source:?}, but {label} holds no objects in namespace {source:?}: check the spelling (lifeboat restore resources --to-dir DIR shows what it holds)"
             );
         }
     }
     eprintln!(
-        "{} the selected objects of backup {} to {api_server}{}.",
+        "{} the selected objects of {label} to {api_server}{}.",
         if request.dry_run {
             "Checking (dry run, nothing is stored)"
         } else {
             "Applying"
         },
-        manifest.id,
         match request.existing {
             Existing::Skip => ", leaving existing objects alone",
             Existing::Update => ", applying over existing objects",
@@ -149,8 +172,7 @@ pub async fn run(config: &Path, output: Output, args: ResourcesArgs) -> anyhow::
 
     if report.objects.is_empty() {
         bail!(
-            "nothing in backup {} matches the selection (--namespace, --resource, --name, --selector); `lifeboat restore resources --to-dir DIR` shows what it holds",
-            manifest.id
+            "nothing in {label} matches the selection (--namespace, --resource, --name, --selector); `lifeboat restore resources --to-dir DIR` shows what it holds"
         );
     }
     if output == Output::Json {
@@ -158,7 +180,7 @@ pub async fn run(config: &Path, output: Output, args: ResourcesArgs) -> anyhow::
             "restore",
             &ApplyReport {
                 target: "resources",
-                id: manifest.id.as_str(),
+                id: &id,
                 api_server: &api_server,
                 dry_run: report.dry_run,
                 interrupted: report.interrupted,

@@ -18,12 +18,12 @@ use serde_json::Value;
 use super::Output;
 
 /// Examples shown after `lifeboat diff --help`.
-pub const EXAMPLES: &str = "Examples:\n  lifeboat diff                                   # the newest export against the live cluster\n  lifeboat diff --backup 20261201T020000Z-1a2b3c4d5e6f7a8b --namespace payments\n  lifeboat diff --backup ID1 --against ID2 -o json\n  lifeboat diff --identity key.txt --show-secrets --resource secrets --namespace payments";
+pub const EXAMPLES: &str = "Examples:\n  lifeboat diff                                   # the newest export against the live cluster\n  lifeboat diff --backup 20261201T020000Z-1a2b3c4d5e6f7a8b --namespace payments\n  lifeboat diff --backup ID1 --against ID2 -o json\n  lifeboat diff --identity key.txt --show-secrets --resource secrets --namespace payments\n  lifeboat diff --from-etcd --backup latest --identity key.txt --namespace payments   # etcd's state against live\n  lifeboat diff --from-etcd --snapshot snapshot.db --encryption-config enc.yaml --live";
 
 /// Arguments of `diff`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The older side: a resource export's id, or latest.
+    /// The older side: a resource export's id, or latest (an etcd backup with --from-etcd).
     #[arg(long, default_value = "latest", value_name = "latest|ID")]
     pub backup: String,
     /// The newer side: another export's id (default: the live cluster).
@@ -51,6 +51,8 @@ pub struct Args {
     /// and only the keys whose values changed are named.
     #[arg(long, requires = "identity")]
     pub show_secrets: bool,
+    #[command(flatten)]
+    pub etcd: super::from_etcd::EtcdSourceArgs,
 }
 
 #[derive(Serialize)]
@@ -81,43 +83,83 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
         && args.resource.is_empty()
         && args.name.is_empty()
         && args.selector.is_none());
+    args.etcd.check()?;
+    let kind = if args.etcd.from_etcd {
+        Kind::Etcd
+    } else {
+        Kind::Resources
+    };
+    if args.etcd.snapshot.is_some() && args.against.is_some() {
+        bail!(
+            "--against names a backup to compare with --snapshot; give --backup ID instead of --snapshot, or drop --against to compare with the live cluster"
+        );
+    }
     let store = super::open_store(&cfg)?;
-    let older = store
-        .resolve(&cfg.cluster, Kind::Resources, &args.backup.parse()?)
-        .await?;
     let mut not_compared = Vec::new();
     let mut unreadable = HashSet::new();
-    let mut older_objects = from_backup(
-        &store,
-        &older,
-        identities.clone(),
-        &selection,
-        &mut not_compared,
-        &mut unreadable,
-    )
-    .await?;
+    let (older_id, mut older_objects) = if args.etcd.from_etcd {
+        let backup = super::BackupArg {
+            named: args.etcd.snapshot.is_none().then(|| args.backup.clone()),
+        };
+        from_etcd(
+            &cfg,
+            &backup,
+            &args.etcd,
+            identities.clone(),
+            &selection,
+            &mut not_compared,
+            &mut unreadable,
+        )
+        .await?
+    } else {
+        let older = store
+            .resolve(&cfg.cluster, kind, &args.backup.parse()?)
+            .await?;
+        let objects = from_backup(
+            &store,
+            &older,
+            identities.clone(),
+            &selection,
+            &mut not_compared,
+            &mut unreadable,
+        )
+        .await?;
+        (older.id.to_string(), objects)
+    };
     // Before the live side's unlisted resources are set aside: those were matched.
     let older_matched = !older_objects.is_empty() || !unreadable.is_empty();
     let (newer_label, mut newer_objects) = match &args.against {
         Some(which) => {
-            let newer = store
-                .resolve(&cfg.cluster, Kind::Resources, &which.parse()?)
-                .await?;
-            if newer.id == older.id {
-                bail!(
-                    "--backup and --against both name {}: give two different exports",
-                    older.id
-                );
+            let newer = store.resolve(&cfg.cluster, kind, &which.parse()?).await?;
+            if newer.id.as_str() == older_id {
+                bail!("--backup and --against both name {older_id}: give two different backups");
             }
-            let objects = from_backup(
-                &store,
-                &newer,
-                identities,
-                &selection,
-                &mut not_compared,
-                &mut unreadable,
-            )
-            .await?;
+            let objects = if args.etcd.from_etcd {
+                let backup = super::BackupArg {
+                    named: Some(newer.id.to_string()),
+                };
+                from_etcd(
+                    &cfg,
+                    &backup,
+                    &args.etcd,
+                    identities,
+                    &selection,
+                    &mut not_compared,
+                    &mut unreadable,
+                )
+                .await?
+                .1
+            } else {
+                from_backup(
+                    &store,
+                    &newer,
+                    identities,
+                    &selection,
+                    &mut not_compared,
+                    &mut unreadable,
+                )
+                .await?
+            };
             (newer.id.to_string(), objects)
         }
         None => {
@@ -169,8 +211,7 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
     }
     if selected && !older_matched && newer_objects.is_empty() && unreadable.is_empty() {
         bail!(
-            "nothing in backup {} or {} matches the selection (--namespace, --resource, --name, --selector); `lifeboat restore resources --to-dir DIR` shows what the backup holds",
-            older.id,
+            "nothing in {older_id} or {} matches the selection (--namespace, --resource, --name, --selector); `lifeboat restore resources --to-dir DIR` shows what the backup holds",
             match &args.against {
                 Some(_) => format!("backup {}", newer_label),
                 None => "the live cluster".to_string(),
@@ -187,14 +228,14 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
         .collect();
     let options = Options {
         show_secrets: args.show_secrets,
-        labels: (older.id.to_string(), newer_label.clone()),
+        labels: (older_id.clone(), newer_label.clone()),
     };
     let report = diff::diff(&older_objects, &newer_objects, &options);
     if output == Output::Json {
         return super::print_json(
             "diff",
             &Document {
-                older: older.id.as_str(),
+                older: &older_id,
                 newer: &newer_label,
                 added: report.count(Change::Added),
                 removed: report.count(Change::Removed),
@@ -208,7 +249,7 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
     for e in &report.entries {
         match (e.change, &e.diff) {
             (Change::Added, _) => println!("+ {} (only in {newer_label})", e.object),
-            (Change::Removed, _) => println!("- {} (only in {})", e.object, older.id),
+            (Change::Removed, _) => println!("- {} (only in {older_id})", e.object),
             (Change::Changed, Some(d)) => print!("~ {}\n{d}", e.object),
             (Change::Changed, None) => println!("~ {}", e.object),
         }
@@ -228,7 +269,7 @@ pub async fn run(config: &Path, output: Output, args: Args) -> anyhow::Result<()
         report.count(Change::Removed),
         report.count(Change::Changed),
         report.unchanged,
-        older.id
+        older_id
     );
     Ok(())
 }
@@ -265,6 +306,42 @@ async fn from_backup(
     ticker.finish().await;
     let inputs =
         inputs.with_context(|| format!("backup {} cannot be read for the diff", manifest.id))?;
+    Ok(index(
+        inputs,
+        manifest.id.as_str(),
+        selection,
+        not_compared,
+        unreadable,
+    ))
+}
+
+/// The selected objects of an etcd snapshot (`--from-etcd`): (its id, its objects).
+async fn from_etcd(
+    cfg: &lifeboat::config::Config,
+    backup: &super::BackupArg,
+    args: &super::from_etcd::EtcdSourceArgs,
+    identities: Option<Arc<lifeboat::keys::Identities>>,
+    selection: &Selection,
+    not_compared: &mut Vec<String>,
+    unreadable: &mut HashSet<(String, Option<String>, String)>,
+) -> anyhow::Result<(String, BTreeMap<ObjectRef, (String, Value)>)> {
+    let snapshot = super::from_etcd::snapshot(Some(cfg), backup, args, identities).await?;
+    let options = super::from_etcd::options(args, selection.clone())?;
+    let (inputs, report) = super::from_etcd::inputs(&snapshot, options).await?;
+    super::from_etcd::print_summary(&snapshot, &report);
+    let objects = index(inputs, &snapshot.id, selection, not_compared, unreadable);
+    Ok((snapshot.id.clone(), objects))
+}
+
+/// The selected objects among `inputs` of the backup `id`, keyed by who they are, with their
+/// resource keys; what cannot be compared is noted.
+fn index(
+    inputs: Vec<Input>,
+    id: &str,
+    selection: &Selection,
+    not_compared: &mut Vec<String>,
+    unreadable: &mut HashSet<(String, Option<String>, String)>,
+) -> BTreeMap<ObjectRef, (String, Value)> {
     let mut map = BTreeMap::new();
     let mut encrypted = 0;
     for input in inputs {
@@ -287,15 +364,14 @@ async fn from_backup(
             }
             Input::Unreadable { path, reason } => {
                 unreadable.extend(identity_of(&path));
-                not_compared.push(format!("{}: {path}: {reason}", manifest.id))
+                not_compared.push(format!("{id}: {path}: {reason}"))
             }
         }
     }
     if encrypted > 0 {
         not_compared.push(format!(
-            "{}: {encrypted} encrypted objects (Secrets) are not compared: pass --identity",
-            manifest.id
+            "{id}: {encrypted} encrypted objects (Secrets) are not compared: pass --identity"
         ));
     }
-    Ok(map)
+    map
 }

@@ -14,6 +14,7 @@ pub mod completions;
 pub mod delete;
 pub mod diff;
 pub mod drill;
+pub mod from_etcd;
 pub mod keygen;
 pub mod list;
 pub mod progress;

@@ -19,7 +19,7 @@ use super::{BackupArg, Output};
 /// Examples shown after `lifeboat restore etcd --help`.
 pub const ETCD_EXAMPLES: &str = "Examples:\n  lifeboat restore etcd --to-file snapshot.db --identity key.txt -o json\n  lifeboat restore etcd --backup latest --identity key.txt --dry-run\n  lifeboat restore etcd --snapshot snapshot.db --yes";
 /// Examples shown after `lifeboat restore resources --help`.
-pub const RESOURCES_EXAMPLES: &str = "Examples:\n  lifeboat restore resources --to-dir ./restored --identity key.txt\n  lifeboat restore resources --backup latest --namespace team-a --to-dir ./team-a -o json\n  lifeboat restore resources --apply --dry-run --namespace payments --identity key.txt\n  lifeboat restore resources --apply --namespace payments --existing update --identity key.txt\n  lifeboat restore resources --apply --namespace payments --namespace-mapping payments=payments-copy";
+pub const RESOURCES_EXAMPLES: &str = "Examples:\n  lifeboat restore resources --to-dir ./restored --identity key.txt\n  lifeboat restore resources --backup latest --namespace team-a --to-dir ./team-a -o json\n  lifeboat restore resources --apply --dry-run --namespace payments --identity key.txt\n  lifeboat restore resources --apply --namespace payments --existing update --identity key.txt\n  lifeboat restore resources --apply --namespace payments --namespace-mapping payments=payments-copy\n  lifeboat restore resources --from-etcd --backup latest --identity key.txt --namespace payments --to-dir ./payments\n  lifeboat restore resources --from-etcd --snapshot snapshot.db --encryption-config enc.yaml --resource secrets --to-dir ./secrets\n  lifeboat restore resources --from-etcd --snapshot snapshot.db --revision 41234 --namespace payments --apply --dry-run";
 
 /// What to restore.
 #[derive(Debug, Subcommand)]
@@ -73,9 +73,11 @@ pub struct ResourcesArgs {
     #[arg(long)]
     pub namespace_mapping: Vec<String>,
     /// age identity: decrypt Secrets (and other encrypted objects). Without it, --apply skips
-    /// them and lists them.
+    /// them and lists them. With --from-etcd, the key of the encrypted etcd backup.
     #[arg(long, short)]
     pub identity: Option<PathBuf>,
+    #[command(flatten)]
+    pub etcd: super::from_etcd::EtcdSourceArgs,
 }
 
 // The options above that only --apply honours are checked by [`check_options`], not by clap's
@@ -195,11 +197,15 @@ struct ResourcesReport<'a> {
 pub async fn run(config: &Path, output: Output, target: Target) -> anyhow::Result<()> {
     if let Target::Resources(args) = &target {
         check_options(args).map_err(anyhow::Error::msg)?;
+        args.etcd.check()?;
     }
     let args = match target {
         Target::Etcd(args) => args,
         Target::Resources(args) if args.apply => {
             return super::apply::run(config, output, args).await;
+        }
+        Target::Resources(args) if args.etcd.from_etcd => {
+            return restore_resources_from_etcd(config, output, args).await;
         }
         Target::Resources(args) => return restore_resources(config, output, args).await,
     };
@@ -706,6 +712,117 @@ async fn restore_resources(
         println!("{hint}");
     }
     Ok(())
+}
+
+/// `restore resources --from-etcd --to-dir DIR -o json` (docs/CLI.md).
+#[derive(Serialize)]
+struct EtcdResourcesReport<'a> {
+    target: &'static str,
+    source: &'static str,
+    id: &'a str,
+    dir: &'a Path,
+    written: u64,
+    revision: i64,
+    current_revision: i64,
+    compacted_revision: Option<i64>,
+    deleted: u64,
+    unreadable: Vec<Unreadable<'a>>,
+    not_objects: &'a std::collections::BTreeMap<String, u64>,
+    warnings: &'a [String],
+}
+
+#[derive(Serialize)]
+struct Unreadable<'a> {
+    path: &'a str,
+    reason: &'a str,
+}
+
+async fn restore_resources_from_etcd(
+    config: &Path,
+    output: Output,
+    args: ResourcesArgs,
+) -> anyhow::Result<()> {
+    // A local snapshot needs no store: without a config file, Secrets' files are owner-only
+    // as with the default `resources.encrypt_resources`.
+    let cfg = if args.etcd.snapshot.is_some() && !config.exists() {
+        None
+    } else {
+        Some(super::load_config(config)?)
+    };
+    let identities = super::load_identities(args.identity.as_deref())?;
+    let Some(to_dir) = args.to_dir.as_deref() else {
+        bail!("--to-dir is missing");
+    };
+    let selection = super::apply::selection(&args.namespace, &args.resource, &[], None)?;
+    let options = super::from_etcd::options(&args.etcd, selection)?;
+    let snapshot =
+        super::from_etcd::snapshot(cfg.as_ref(), &args.backup, &args.etcd, identities).await?;
+    let files = match &cfg {
+        Some(cfg) => lifeboat::objects::Selection::from(&cfg.resources),
+        None => lifeboat::objects::Selection {
+            encrypt_resources: vec!["secrets".into()],
+            ..Default::default()
+        },
+    };
+    let written = super::from_etcd::to_dir(&snapshot, options, to_dir, files).await?;
+    if output == Output::Json {
+        super::print_json(
+            "restore",
+            &EtcdResourcesReport {
+                target: "resources",
+                source: "etcd",
+                id: &snapshot.id,
+                dir: to_dir,
+                written: written.files.written,
+                revision: written.read.revision,
+                current_revision: written.read.current,
+                compacted_revision: written.read.compacted,
+                deleted: written.read.deleted,
+                unreadable: written
+                    .unreadable
+                    .iter()
+                    .map(|(path, reason)| Unreadable { path, reason })
+                    .collect(),
+                not_objects: &written.read.not_objects,
+                warnings: &written.read.warnings,
+            },
+        )?;
+    } else {
+        super::from_etcd::print_summary(&snapshot, &written.read);
+        for (path, reason) in &written.unreadable {
+            eprintln!("not written: {path}: {reason}");
+        }
+        print_etcd_text(&snapshot, to_dir, &written);
+    }
+    if !written.unreadable.is_empty() {
+        bail!(
+            "{} objects of {} could not be read and are not in {}",
+            written.unreadable.len(),
+            snapshot.label,
+            to_dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn print_etcd_text(
+    snapshot: &super::from_etcd::Snapshot,
+    to_dir: &Path,
+    written: &super::from_etcd::Written,
+) {
+    println!(
+        "Wrote {} objects of {} to {}{}.",
+        written.files.written,
+        snapshot.label,
+        to_dir.display(),
+        match written.unreadable.len() {
+            0 => String::new(),
+            n => format!(" ({n} objects could not be read; each is listed above with why)"),
+        }
+    );
+    if let Some(hint) = kubectl_hint(to_dir) {
+        println!("{hint}");
+    }
 }
 
 /// The kubectl commands that apply a `--to-dir` tree: `cluster/` first, in its own command, so

@@ -22,6 +22,8 @@ mod kube_api_server;
 mod leadership;
 mod prometheus;
 mod redaction;
+mod registry_objects;
+mod registry_snapshot;
 mod resources;
 mod roundtrip;
 mod service;
