@@ -140,7 +140,7 @@ pub async fn snapshot(
     );
     let outcome = tokio::select! {
         outcome = fetch => outcome,
-        (name, code) = signals()? => {
+        (name, code) = super::restore::signals()? => {
             ticker.finish().await;
             drop(snapshot);
             eprintln!("{name} received: download stopped, the partial snapshot removed.");
@@ -211,7 +211,7 @@ where
     let reading = tokio::task::spawn_blocking(move || registry::read(&path, &options, each));
     let report = tokio::select! {
         joined = reading => joined.context("the snapshot reader panicked")?,
-        (name, code) = signals()? => {
+        (name, code) = super::restore::signals()? => {
             if let Some(dir) = &snapshot.temporary {
                 let _ = std::fs::remove_dir_all(dir);
             }
@@ -352,17 +352,4 @@ pub fn print_summary(snapshot: &Snapshot, report: &Report) {
     for w in &report.warnings {
         eprintln!("Warning: {w}");
     }
-}
-
-/// Resolves with the signal's name and the shell's exit code at the first SIGINT or SIGTERM.
-fn signals() -> anyhow::Result<impl std::future::Future<Output = (&'static str, i32)>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut int = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
-    let mut term = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
-    Ok(async move {
-        tokio::select! {
-            _ = int.recv() => ("SIGINT", 130),
-            _ = term.recv() => ("SIGTERM", 143),
-        }
-    })
 }

@@ -323,7 +323,7 @@ fn remove_stale_partial(partial: &Path) -> anyhow::Result<()> {
 
 /// Resolves with the signal's name and the shell's exit code for it at the first SIGINT or
 /// SIGTERM; the handlers are installed now, before the future is first polled.
-fn signals() -> anyhow::Result<impl std::future::Future<Output = (&'static str, i32)>> {
+pub(super) fn signals() -> anyhow::Result<impl std::future::Future<Output = (&'static str, i32)>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut int = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
     let mut term = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;

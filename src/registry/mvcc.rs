@@ -6,10 +6,10 @@
 //! 3, version 4, value 5, lease 6). Bucket `meta` holds `finishedCompactRev`: every revision
 //! below it was compacted away, except each key's newest event at that point.
 //!
-//! A walk takes two passes over the `key` bucket, so that memory grows with the number of
-//! selected keys (their names and one revision each, as etcd's own index does), never with
-//! their values: the first finds each selected key's newest event at the revision, the second
-//! reads the values of those events.
+//! A walk takes two passes over the `key` bucket, so that memory grows with the number of keys
+//! (their names, and one revision for each selected key, as etcd's own index holds them), never
+//! with their values: the first finds each selected key's newest event at the revision, the
+//! second reads the values of those events.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;

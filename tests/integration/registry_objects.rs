@@ -970,3 +970,71 @@ async fn diff_between_two_etcd_backups_shows_what_changed() {
         "{diff}"
     );
 }
+
+/// An etcd snapshot applied to a cluster with `--apply`, decrypted with the API server's
+/// EncryptionConfiguration: the objects come back as they were stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_of_an_etcd_snapshot_are_applied_to_a_cluster() {
+    use crate::support::kube_api::{KubeApi, Seed};
+    let Some(bin) = require_version(Version::V35) else {
+        return;
+    };
+    let etcd = Etcd::start(Version::V35, &bin);
+    write_cluster(&etcd.client_url).await;
+    let api = KubeApi::start(Seed::Empty);
+    let store = crate::support::tempdir();
+    let lb = crate::resources::exporter(&api, store.path(), "");
+    let snap = lb.path("snap.db");
+    let status = etcd
+        .etcdctl()
+        .args(["snapshot", "save", snap.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let enc = encryption_config(lb.dir.path());
+    let out = lb.ok(&[
+        "restore",
+        "resources",
+        "--from-etcd",
+        "--snapshot",
+        snap.to_str().unwrap(),
+        "--encryption-config",
+        enc.to_str().unwrap(),
+        "--namespace",
+        "team-a",
+        "--resource",
+        "configmaps",
+        "--resource",
+        "secrets",
+        "--resource",
+        "deployments.apps",
+        "--apply",
+    ]);
+    let cm = api
+        .get("configmaps", Some("team-a"), "settings")
+        .unwrap_or_else(|| panic!("settings was not applied:\n{out}"));
+    assert_eq!(cm["data"], json!({"a": "3"}), "{cm}");
+    assert_eq!(cm["binaryData"], json!({"blob": "AAEC/w=="}), "{cm}");
+    for name in ["db-aescbc", "db-aesgcm", "db-secretbox", "db-plain"] {
+        let s = api
+            .get("secrets", Some("team-a"), name)
+            .unwrap_or_else(|| panic!("{name} was not applied:\n{out}"));
+        assert_eq!(s["data"]["password"], "aHVudGVyMg==", "{s}");
+    }
+    let d = api
+        .get("deployments.apps", Some("team-a"), "web")
+        .unwrap_or_else(|| panic!("the Deployment was not applied:\n{out}"));
+    assert_eq!(d["spec"]["replicas"], 0, "{d}");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["securityContext"],
+        json!({"allowPrivilegeEscalation": false, "runAsUser": 0}),
+        "{d}"
+    );
+    assert!(api.get("namespaces", None, "team-a").is_some(), "{out}");
+    // The deleted ConfigMap stays deleted.
+    assert!(
+        api.get("configmaps", Some("team-a"), "gone").is_none(),
+        "{out}"
+    );
+}
